@@ -1,0 +1,184 @@
+//! The crate's one error type.
+//!
+//! Kafka errors are classified the way librdkafka's own
+//! `examples/transactions.c` does it, because the right reaction differs:
+//! a retriable error is tried again as is, an abortable one aborts the open
+//! transaction and rewinds to the committed offsets, a fatal one needs a new
+//! producer (and so a rejoin and a state restore).
+
+use std::path::PathBuf;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+/// Result with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in auditchain, with a message that says what
+/// to look at.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid; `field` is its dotted path.
+    #[error("config field `{field}`: {message}")]
+    Config {
+        /// Dotted path of the offending field, e.g. `kafka.group_id`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// A key or key-set file is malformed or unsafe.
+    #[error("key file {path}: {message}")]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// An Avro schema or datum could not be processed.
+    #[error("avro: {0}")]
+    Avro(String),
+
+    /// The schema registry answered with an error or could not be reached.
+    #[error("schema registry: {0}")]
+    Registry(String),
+
+    /// A Kafka topic exists with a layout the processor cannot work with.
+    #[error("topic `{topic}`: {message}")]
+    Topic {
+        /// The topic.
+        topic: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// A Kafka client operation failed; `context` says which.
+    #[error("{context}: {source}")]
+    Kafka {
+        /// What was being done.
+        context: String,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
+
+    /// Stored chain state is inconsistent with what the processor expects.
+    #[error("chain state: {0}")]
+    State(String),
+}
+
+/// How to react to a Kafka error (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Try the same call again.
+    Retriable,
+    /// Abort the transaction, rewind to the committed offsets, redo.
+    Abortable,
+    /// The producer is unusable: build a new one, rejoin, restore state.
+    Fatal,
+}
+
+impl Error {
+    /// Wraps a Kafka error with what was being done.
+    pub fn kafka(context: impl Into<String>, source: KafkaError) -> Self {
+        Error::Kafka {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Shorthand for a config error on `field`.
+    pub fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Config {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The Kafka error class, or `None` for errors that are not Kafka's.
+    pub fn class(&self) -> Option<ErrorClass> {
+        match self {
+            Error::Kafka { source, .. } => Some(classify(source)),
+            _ => None,
+        }
+    }
+}
+
+/// Classifies a librdkafka error for the transactional loop.
+///
+/// Transaction API errors carry librdkafka's own verdict (`is_fatal`,
+/// `txn_requires_abort`, `is_retriable`). Other errors are judged by code:
+/// fencing and invalid producer state are fatal, timeouts whose outcome is
+/// unknown are treated as fatal too (DESIGN.md §3: re-initialise rather than
+/// guess), everything else aborts.
+pub fn classify(err: &KafkaError) -> ErrorClass {
+    if let KafkaError::Transaction(rd) = err {
+        if rd.is_fatal() {
+            return ErrorClass::Fatal;
+        }
+        if rd.txn_requires_abort() {
+            return ErrorClass::Abortable;
+        }
+        if rd.is_retriable() {
+            return ErrorClass::Retriable;
+        }
+        return ErrorClass::Abortable;
+    }
+    match err.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::Fatal
+            | RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::InvalidTransactionalState
+            | RDKafkaErrorCode::InvalidProducerIdMapping
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::UnknownProducerId,
+        ) => ErrorClass::Fatal,
+        Some(RDKafkaErrorCode::MessageTimedOut | RDKafkaErrorCode::OperationTimedOut) => {
+            ErrorClass::Fatal
+        }
+        Some(
+            RDKafkaErrorCode::QueueFull
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::ConcurrentTransactions,
+        ) => ErrorClass::Retriable,
+        _ => ErrorClass::Abortable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fencing_is_fatal_and_queue_full_is_retriable() {
+        let fenced = KafkaError::MessageProduction(RDKafkaErrorCode::ProducerFenced);
+        assert_eq!(classify(&fenced), ErrorClass::Fatal);
+        let full = KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull);
+        assert_eq!(classify(&full), ErrorClass::Retriable);
+        let too_large = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        assert_eq!(classify(&too_large), ErrorClass::Abortable);
+    }
+
+    #[test]
+    fn config_error_names_the_field() {
+        let e = Error::config("kafka.group_id", "must not be empty");
+        assert_eq!(
+            e.to_string(),
+            "config field `kafka.group_id`: must not be empty"
+        );
+        assert_eq!(e.class(), None);
+    }
+}

@@ -1,0 +1,210 @@
+//! Kafka client configuration and topic administration.
+//!
+//! Every client is built from the same base so TLS/SASL settings given once
+//! in `[librdkafka]` reach all of them; role-specific properties that
+//! exactly-once depends on are set after the base and cannot be overridden
+//! (`Config::validate` refuses them).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// How long metadata and admin calls may take before the broker is reported
+/// unreachable.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The base client configuration: bootstrap servers, then the raw
+/// `[librdkafka]` properties.
+pub fn base_client_config(config: &Config, client_id: &str) -> ClientConfig {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &config.kafka.bootstrap_servers)
+        .set("client.id", client_id);
+    for (k, v) in &config.librdkafka {
+        cc.set(k, v);
+    }
+    cc
+}
+
+/// An admin client.
+pub fn admin_client(config: &Config) -> Result<AdminClient<DefaultClientContext>> {
+    base_client_config(
+        config,
+        &format!("auditchain-admin-{}", config.kafka.instance_id),
+    )
+    .create()
+    .map_err(|e| Error::kafka("creating the Kafka admin client", e))
+}
+
+/// Partition count of `topic`, or `None` if it does not exist. Fails when the
+/// broker cannot be reached, naming the bootstrap servers.
+pub fn partition_count(
+    consumer: &BaseConsumer,
+    topic: &str,
+    bootstrap: &str,
+) -> Result<Option<usize>> {
+    let md = consumer
+        .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
+        .map_err(|e| Error::kafka(format!("reading metadata of `{topic}` from {bootstrap}"), e))?;
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(None);
+    };
+    match t.error() {
+        None => Ok(Some(t.partitions().len())),
+        Some(code) => {
+            let code = RDKafkaErrorCode::from(code);
+            if code == RDKafkaErrorCode::UnknownTopicOrPartition {
+                Ok(None)
+            } else {
+                Err(Error::Topic {
+                    topic: topic.into(),
+                    message: format!("metadata error: {code}"),
+                })
+            }
+        }
+    }
+}
+
+/// The output topics and their required layout.
+fn output_topics(config: &Config) -> [(&str, bool); 4] {
+    let t = &config.topics;
+    [
+        (t.chained.as_str(), false),
+        (t.anchors.as_str(), false),
+        (t.quarantine.as_str(), false),
+        (t.state.as_str(), true),
+    ]
+}
+
+/// What `ensure_topics` found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicReport {
+    /// Partitions of the input topic.
+    pub input_partitions: usize,
+    /// Output topics that were created now.
+    pub created: Vec<String>,
+}
+
+/// Checks the input topic exists; creates missing output topics with the
+/// input's partition count (the state topic compacted); checks existing ones
+/// have at least as many partitions as the input and that the state topic is
+/// compacted. Every mismatch is a clear error naming the topic.
+pub async fn ensure_topics(config: &Config) -> Result<TopicReport> {
+    let admin = admin_client(config)?;
+    let probe: BaseConsumer = base_client_config(config, "auditchain-metadata")
+        .create()
+        .map_err(|e| Error::kafka("creating a metadata client", e))?;
+    let bootstrap = &config.kafka.bootstrap_servers;
+    let input = &config.topics.input;
+    let input_partitions =
+        partition_count(&probe, input, bootstrap)?.ok_or_else(|| Error::Topic {
+            topic: input.clone(),
+            message: "the input topic does not exist; create it (its partition count is the ceiling on instances) before starting the processor".into(),
+        })?;
+
+    let mut missing = Vec::new();
+    for (topic, compacted) in output_topics(config) {
+        match partition_count(&probe, topic, bootstrap)? {
+            None => missing.push((topic, compacted)),
+            Some(n) if n < input_partitions => {
+                return Err(Error::Topic {
+                    topic: topic.into(),
+                    message: format!(
+                        "has {n} partitions but the input topic `{input}` has {input_partitions}; output partition i receives input partition i, so add partitions to `{topic}` (kafka-topics --alter --partitions {input_partitions})"
+                    ),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    if !missing.is_empty() && !config.topics.create_missing {
+        let names: Vec<&str> = missing.iter().map(|(t, _)| *t).collect();
+        return Err(Error::Topic {
+            topic: names.join(", "),
+            message: "missing and topics.create_missing is false".into(),
+        });
+    }
+
+    let new_topics: Vec<NewTopic> = missing
+        .iter()
+        .map(|(topic, compacted)| {
+            let partitions = i32::try_from(input_partitions).unwrap_or(i32::MAX);
+            let replication = TopicReplication::Fixed(config.topics.replication_factor);
+            let t = NewTopic::new(topic, partitions, replication);
+            if *compacted {
+                t.set("cleanup.policy", "compact")
+            } else {
+                t
+            }
+        })
+        .collect();
+    let mut created = Vec::new();
+    if !new_topics.is_empty() {
+        let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+        let results = admin
+            .create_topics(&new_topics, &opts)
+            .await
+            .map_err(|e| Error::kafka("creating output topics", e))?;
+        for result in results {
+            match result {
+                Ok(name) => created.push(name),
+                // Another instance starting at the same moment won the race.
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(Error::Topic {
+                        topic: name,
+                        message: format!("could not be created: {code}"),
+                    })
+                }
+            }
+        }
+    }
+    check_compacted(&admin, &config.topics.state).await?;
+    Ok(TopicReport {
+        input_partitions,
+        created,
+    })
+}
+
+async fn check_compacted(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result<()> {
+    let opts = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
+    let results = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
+        .await
+        .map_err(|e| Error::kafka(format!("describing the configuration of `{topic}`"), e))?;
+    let configs: HashMap<String, Option<String>> = match results.into_iter().next() {
+        Some(Ok(resource)) => resource
+            .entries
+            .into_iter()
+            .map(|e| (e.name, e.value))
+            .collect(),
+        Some(Err(code)) => {
+            return Err(Error::Topic {
+                topic: topic.into(),
+                message: format!("could not describe its configuration: {code}"),
+            })
+        }
+        None => HashMap::new(),
+    };
+    let policy = configs
+        .get("cleanup.policy")
+        .cloned()
+        .flatten()
+        .unwrap_or_default();
+    if !policy.split(',').any(|p| p.trim() == "compact") {
+        return Err(Error::Topic {
+            topic: topic.into(),
+            message: format!(
+                "is the chain-state topic and must be compacted (cleanup.policy=compact), but its cleanup.policy is `{policy}`"
+            ),
+        });
+    }
+    Ok(())
+}

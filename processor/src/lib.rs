@@ -1,0 +1,14 @@
+//! auditchain: a Kafka stream processor that turns tenant-keyed, signed
+//! audit events into a tamper-evident, independently verifiable audit trail.
+//!
+//! The design, and the normative chain format, are in `DESIGN.md` at the
+//! repository root.
+
+pub mod config;
+pub mod error;
+pub mod kafka;
+pub mod registry;
+pub mod schema;
+pub mod smoke;
+
+pub use error::{Error, Result};

@@ -1,0 +1,101 @@
+//! The Confluent-compatible schema registry, through `schema_registry_converter`.
+//!
+//! The registry is optional (DESIGN.md §2): without one the processor uses
+//! the compiled-in schemas and the ids configured in `[schemas]`.
+
+use std::time::Duration;
+
+use schema_registry_converter::async_impl::schema_registry::{
+    get_schema_by_id, post_schema, SrSettings,
+};
+use schema_registry_converter::error::SRCError;
+use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
+
+use crate::config::RegistryConfig;
+use crate::error::{Error, Result};
+
+/// A registry client.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    settings: SrSettings,
+    url: String,
+}
+
+/// What the registry says about a schema id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The schema text (Avro JSON).
+    Found(String),
+    /// The registry does not know the id, or it is not an Avro schema.
+    Unknown,
+}
+
+impl Registry {
+    /// A client for `config.url`, with basic auth when configured.
+    pub fn new(config: &RegistryConfig) -> Result<Self> {
+        let mut builder = SrSettings::new_builder(config.url.trim_end_matches('/').to_string());
+        builder.set_timeout(Duration::from_secs(10));
+        if let Some(user) = &config.username {
+            builder.set_basic_authorization(user, config.password.as_deref());
+        }
+        let settings = builder.build().map_err(|e| {
+            Error::Registry(format!(
+                "configuring the client for {}: {}",
+                config.url, e.error
+            ))
+        })?;
+        Ok(Registry {
+            settings,
+            url: config.url.clone(),
+        })
+    }
+
+    /// A client for `url` without authentication.
+    pub fn from_url(url: &str) -> Result<Self> {
+        Self::new(&RegistryConfig {
+            url: url.to_string(),
+            username: None,
+            password: None,
+        })
+    }
+
+    /// The client settings, for `schema_registry_converter`'s encoders and decoders.
+    pub fn settings(&self) -> &SrSettings {
+        &self.settings
+    }
+
+    /// Registers `schema_json` under `subject` (idempotent) and returns its id.
+    pub async fn register(&self, subject: &str, schema_json: &str) -> Result<u32> {
+        let supplied = SuppliedSchema::new(None, SchemaType::Avro, schema_json.to_string());
+        post_schema(&self.settings, subject.to_string(), supplied)
+            .await
+            .map(|registered| registered.id)
+            .map_err(|e| self.error(&format!("registering subject `{subject}`"), &e))
+    }
+
+    /// Looks up schema `id`. A registry that cannot be reached is an error
+    /// (the caller retries); only a definite "no such schema" is `Unknown`.
+    pub async fn lookup(&self, id: u32) -> Result<Lookup> {
+        match get_schema_by_id(id, &self.settings).await {
+            Ok(registered) if registered.schema_type == SchemaType::Avro => {
+                Ok(Lookup::Found(registered.schema))
+            }
+            Ok(_) => Ok(Lookup::Unknown),
+            // schema_registry_converter reports HTTP status only in its
+            // message; 404 is the registry's "no schema with this id".
+            Err(e) if !e.retriable && describe(&e).contains("status 404") => Ok(Lookup::Unknown),
+            Err(e) => Err(self.error(&format!("looking up schema id {id}"), &e)),
+        }
+    }
+
+    fn error(&self, what: &str, e: &SRCError) -> Error {
+        Error::Registry(format!("{what} at {}: {}", self.url, describe(e)))
+    }
+}
+
+fn describe(e: &SRCError) -> String {
+    match &e.cause {
+        Some(cause) => format!("{} ({cause})", e.error),
+        None => e.error.clone(),
+    }
+}
