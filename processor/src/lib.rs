@@ -4,6 +4,7 @@
 //! The design, and the normative chain format, are in `DESIGN.md` at the
 //! repository root.
 
+pub mod chain;
 pub mod config;
 pub mod error;
 pub mod kafka;
