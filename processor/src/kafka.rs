@@ -8,14 +8,33 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::ClientContext;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+
+/// A client context for readers that consume to the end of a partition:
+/// reaching the end (`PartitionEOF`) is how they know they are done, not an
+/// error worth a log line. Other errors are logged as warnings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuietContext;
+
+impl ClientContext for QuietContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(error = %error, reason, "librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for QuietContext {}
 
 /// How long metadata and admin calls may take before the broker is reported
 /// unreachable.
@@ -45,8 +64,8 @@ pub fn admin_client(config: &Config) -> Result<AdminClient<DefaultClientContext>
 
 /// Partition count of `topic`, or `None` if it does not exist. Fails when the
 /// broker cannot be reached, naming the bootstrap servers.
-pub fn partition_count(
-    consumer: &BaseConsumer,
+pub fn partition_count<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     topic: &str,
     bootstrap: &str,
 ) -> Result<Option<usize>> {
@@ -70,6 +89,80 @@ pub fn partition_count(
             }
         }
     }
+}
+
+/// Creates `topic` with `partitions` partitions (replication per config)
+/// unless it exists; true if it was created.
+pub async fn create_topic_if_missing(
+    config: &Config,
+    topic: &str,
+    partitions: i32,
+) -> Result<bool> {
+    let admin = admin_client(config)?;
+    let replication = TopicReplication::Fixed(config.topics.replication_factor);
+    let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+    let results = admin
+        .create_topics(&[NewTopic::new(topic, partitions, replication)], &opts)
+        .await
+        .map_err(|e| {
+            Error::kafka(
+                format!("creating `{topic}` on {}", config.kafka.bootstrap_servers),
+                e,
+            )
+        })?;
+    match results.into_iter().next() {
+        Some(Ok(_)) => Ok(true),
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => Ok(false),
+        Some(Err((name, code))) => Err(Error::Topic {
+            topic: name,
+            message: format!("could not be created: {code}"),
+        }),
+    }
+}
+
+/// Grows output topics with fewer than `needed` partitions (the input topic
+/// grew: output partition i receives input partition i).
+pub async fn ensure_output_partitions(config: &Config, needed: usize) -> Result<Vec<String>> {
+    let probe: BaseConsumer<QuietContext> = base_client_config(config, "auditchain-metadata")
+        .create_with_context(QuietContext)
+        .map_err(|e| Error::kafka("creating a metadata client", e))?;
+    let mut grow = Vec::new();
+    for (topic, _) in output_topics(config) {
+        match partition_count(&probe, topic, &config.kafka.bootstrap_servers)? {
+            Some(n) if n >= needed => {}
+            Some(_) => grow.push(NewPartitions::new(topic, needed)),
+            None => {
+                return Err(Error::Topic {
+                    topic: topic.into(),
+                    message: "disappeared while the processor was running".into(),
+                })
+            }
+        }
+    }
+    if grow.is_empty() {
+        return Ok(Vec::new());
+    }
+    let admin = admin_client(config)?;
+    let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+    let results = admin
+        .create_partitions(&grow, &opts)
+        .await
+        .map_err(|e| Error::kafka("adding partitions to output topics", e))?;
+    let mut grown = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => grown.push(name),
+            // Another instance grew it first.
+            Err((_, RDKafkaErrorCode::InvalidPartitions)) => {}
+            Err((name, code)) => {
+                return Err(Error::Topic {
+                    topic: name,
+                    message: format!("could not add partitions: {code}"),
+                })
+            }
+        }
+    }
+    Ok(grown)
 }
 
 /// The output topics and their required layout.

@@ -8,8 +8,16 @@ pub mod chain;
 pub mod config;
 pub mod error;
 pub mod kafka;
+pub mod keys;
+pub mod processor;
+pub mod produce;
+pub mod records;
 pub mod registry;
+pub mod route;
 pub mod schema;
+pub mod sink;
 pub mod smoke;
+pub mod state;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -27,6 +27,24 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the processor: consume, verify, chain, quarantine, anchor, exactly-once.
+    /// Stops cleanly on SIGINT or SIGTERM (the open transaction is committed).
+    Run {
+        /// The configuration file (TOML; AUDITCHAIN__SECTION__FIELD overrides).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Write a new Ed25519 key pair: DIR/KEY_ID.secret (mode 0600) and DIR/KEY_ID.pub.
+    Keygen {
+        /// Directory to write the files into.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The key id (file name and the id producers or anchors carry).
+        #[arg(long)]
+        key_id: String,
+    },
+    /// Publish signed AuditEvents to the input topic, optionally mixed with bad records.
+    Produce(ProduceArgs),
     /// Check that a Kafka cluster (and schema registry) supports what auditchain needs:
     /// a committed and an aborted transaction on a scratch topic, read back read_committed.
     Smoke {
@@ -46,7 +64,162 @@ enum Command {
         /// The processor's configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Also create the input topic, with this many partitions, if it does not exist.
+        #[arg(long)]
+        create_input: Option<i32>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct ProduceArgs {
+    /// The processor's configuration file (input topic, registry, size bound).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Secret key that signs the good events.
+    #[arg(long)]
+    key_file: PathBuf,
+    /// Its key id.
+    #[arg(long)]
+    key_id: String,
+    /// Good events to publish.
+    #[arg(long, default_value_t = 1000)]
+    events: usize,
+    /// Number of tenants the events are spread over.
+    #[arg(long, default_value_t = 10)]
+    tenants: usize,
+    /// Tenant name prefix.
+    #[arg(long, default_value = "tenant")]
+    tenant_prefix: String,
+    /// Bad records to mix in, as KIND=COUNT (repeatable). KIND is one of bad-signature,
+    /// unknown-key, revoked-key, key-not-allowed, tenant-mismatch, missing-signature,
+    /// missing-key, truncated-avro, unknown-schema-id, oversized; or all=COUNT.
+    #[arg(long, value_parser = parse_inject)]
+    inject: Vec<(String, usize)>,
+    /// A revoked key (needed by revoked-key injections).
+    #[arg(long, requires = "revoked_key_id")]
+    revoked_key_file: Option<PathBuf>,
+    /// Its key id.
+    #[arg(long)]
+    revoked_key_id: Option<String>,
+    /// A key bound to other tenants (needed by key-not-allowed injections).
+    #[arg(long, requires = "restricted_key_id")]
+    restricted_key_file: Option<PathBuf>,
+    /// Its key id.
+    #[arg(long)]
+    restricted_key_id: Option<String>,
+    /// Bytes of opaque payload per event.
+    #[arg(long, default_value_t = 0)]
+    payload_bytes: usize,
+}
+
+fn parse_inject(s: &str) -> Result<(String, usize), String> {
+    let (kind, count) = s.split_once('=').ok_or("expected KIND=COUNT")?;
+    let count = count.parse().map_err(|e| format!("COUNT: {e}"))?;
+    if kind != "all" {
+        kind.parse::<auditchain::produce::Inject>()?;
+    }
+    Ok((kind.to_string(), count))
+}
+
+fn named_key(
+    file: &std::path::Path,
+    key_id: &str,
+) -> anyhow::Result<auditchain::produce::NamedKey> {
+    Ok(auditchain::produce::NamedKey {
+        key_id: key_id.to_string(),
+        key: auditchain::keys::load_signing_key(file)?,
+    })
+}
+
+async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
+    use auditchain::produce::{Inject, Spec};
+    let config = auditchain::config::Config::load(&args.config)
+        .with_context(|| format!("loading {}", args.config.display()))?;
+    let mut inject = Vec::new();
+    for (kind, count) in &args.inject {
+        if kind == "all" {
+            inject.extend(Inject::ALL.iter().map(|k| (*k, *count)));
+        } else {
+            inject.push((kind.parse::<Inject>().map_err(anyhow::Error::msg)?, *count));
+        }
+    }
+    let optional = |file: &Option<PathBuf>, id: &Option<String>| -> anyhow::Result<_> {
+        match (file, id) {
+            (Some(f), Some(i)) => Ok(Some(named_key(f, i)?)),
+            _ => Ok(None),
+        }
+    };
+    let spec = Spec {
+        events: args.events,
+        tenants: args.tenants,
+        tenant_prefix: args.tenant_prefix,
+        key: named_key(&args.key_file, &args.key_id)?,
+        revoked_key: optional(&args.revoked_key_file, &args.revoked_key_id)?,
+        restricted_key: optional(&args.restricted_key_file, &args.restricted_key_id)?,
+        inject,
+        payload_bytes: args.payload_bytes,
+        run_id: uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let report = auditchain::produce::produce(&config, &spec).await?;
+    let bad = report
+        .records
+        .iter()
+        .filter(|r| r.expected.is_some())
+        .count();
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "produce: {} records to `{}` ({} signed events, {} bad) in {:.2} s ({:.0} records/s)",
+        report.records.len(),
+        config.topics.input,
+        report.records.len() - bad,
+        bad,
+        secs,
+        report.records.len() as f64 / secs
+    );
+    Ok(())
+}
+
+async fn run_processor(config_path: PathBuf) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let config = auditchain::config::Config::load(&config_path)
+        .with_context(|| format!("loading {}", config_path.display()))?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&shutdown);
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutdown requested: finishing the open transaction");
+        flag.store(true, Ordering::Relaxed);
+    });
+    let rt = tokio::runtime::Handle::current();
+    let summary = tokio::task::spawn_blocking(move || {
+        auditchain::processor::run(Arc::new(config), shutdown, rt)
+    })
+    .await
+    .context("the processor thread panicked")??;
+    let s = &summary.stats;
+    let quarantined: u64 = s.quarantined.values().sum();
+    tracing::info!(
+        chained = s.chained,
+        quarantined,
+        anchors = s.anchors,
+        commits = s.commits,
+        aborts = s.aborts,
+        sessions = summary.sessions,
+        "auditchain stopped"
+    );
+    Ok(())
 }
 
 fn init_logging(json: bool) {
@@ -64,6 +237,18 @@ fn init_logging(json: bool) {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run { config } => run_processor(config).await,
+        Command::Keygen { dir, key_id } => {
+            let generated = auditchain::keys::keygen(&dir, &key_id)?;
+            println!(
+                "keygen: wrote {} (secret, mode 0600) and {}\npublic key: {}",
+                generated.secret_path.display(),
+                generated.public_path.display(),
+                hex::encode(generated.public_key.to_bytes())
+            );
+            Ok(())
+        }
+        Command::Produce(args) => produce(args).await,
         Command::Smoke {
             bootstrap_servers,
             registry_url,
@@ -90,9 +275,26 @@ read_committed saw {}, read_uncommitted saw {} ({} ms)",
             );
             Ok(())
         }
-        Command::Topics { config } => {
+        Command::Topics {
+            config,
+            create_input,
+        } => {
             let config = auditchain::config::Config::load(&config)
                 .with_context(|| format!("loading {}", config.display()))?;
+            if let Some(partitions) = create_input {
+                if auditchain::kafka::create_topic_if_missing(
+                    &config,
+                    &config.topics.input,
+                    partitions,
+                )
+                .await?
+                {
+                    println!(
+                        "topics: created input `{}` with {partitions} partitions",
+                        config.topics.input
+                    );
+                }
+            }
             let report = auditchain::kafka::ensure_topics(&config).await?;
             println!(
                 "topics: input `{}` has {} partitions; created: {}",

@@ -17,6 +17,7 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::TopicPartitionList;
 
 use crate::error::{Error, Result};
+use crate::kafka::QuietContext;
 use crate::registry::Registry;
 use crate::schema::{split_frame, AuditEvent, EventDecoder, Outcome, AUDIT_EVENT_AVSC};
 
@@ -202,12 +203,12 @@ fn send_retrying<'a>(
 /// Reads partition 0 of `topic` from the beginning to its end (for
 /// `read_committed`, the last stable offset), returning the values.
 pub fn read_to_end(bootstrap: &str, topic: &str, isolation: &str) -> Result<Vec<Vec<u8>>> {
-    let consumer: BaseConsumer = client(bootstrap)
+    let consumer: BaseConsumer<QuietContext> = client(bootstrap)
         .set("group.id", format!("{topic}-{isolation}"))
         .set("isolation.level", isolation)
         .set("enable.partition.eof", "true")
         .set("enable.auto.commit", "false")
-        .create()
+        .create_with_context(QuietContext)
         .map_err(|e| Error::kafka("creating a consumer", e))?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)

@@ -115,3 +115,254 @@ pub fn read_to_end(
     }
     out
 }
+
+// ---------------------------------------------------------------------------
+// Processor fixtures
+// ---------------------------------------------------------------------------
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use auditchain::config::Config;
+use auditchain::processor::RunSummary;
+use auditchain::produce::{Inject, NamedKey, Spec};
+
+/// Keys, key set and a config with topics of its own for one test.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub prefix: String,
+    pub group: String,
+    pub registry: bool,
+    pub partitions: i32,
+    pub extra_librdkafka: Vec<(String, String)>,
+}
+
+impl Fixture {
+    /// Creates keys and the input topic with `partitions` partitions.
+    pub async fn new(partitions: i32, registry: bool) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = dir.path();
+        for id in ["processor-1", "good", "revoked", "restricted"] {
+            auditchain::keys::keygen(keys, id).expect("keygen");
+        }
+        let public = |id: &str| {
+            std::fs::read_to_string(keys.join(format!("{id}.pub")))
+                .expect("pub")
+                .trim()
+                .to_string()
+        };
+        std::fs::write(
+            keys.join("producers.toml"),
+            format!(
+                "[[keys]]\nkey_id = \"good\"\npublic_key = \"{}\"\n\n\
+                 [[keys]]\nkey_id = \"revoked\"\npublic_key = \"{}\"\nrevoked = true\n\n\
+                 [[keys]]\nkey_id = \"restricted\"\npublic_key = \"{}\"\ntenants = [\"nobody\"]\n",
+                public("good"),
+                public("revoked"),
+                public("restricted")
+            ),
+        )
+        .expect("key set");
+        let f = Fixture {
+            dir,
+            prefix: unique("ac"),
+            group: random_group(),
+            registry,
+            partitions,
+            extra_librdkafka: vec![("topic.metadata.refresh.interval.ms".into(), "1000".into())],
+        };
+        create_topic(&f.config("setup").topics.input, partitions, &[]).await;
+        f
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The config of instance `instance_id`.
+    pub fn config(&self, instance_id: &str) -> Config {
+        let registry = if self.registry {
+            format!("[schema_registry]\nurl = \"{}\"\n", registry_url())
+        } else {
+            String::new()
+        };
+        let librdkafka: String = self
+            .extra_librdkafka
+            .iter()
+            .map(|(k, v)| format!("\"{k}\" = \"{v}\"\n"))
+            .collect();
+        let text = format!(
+            "[kafka]\nbootstrap_servers = \"{bootstrap}\"\ngroup_id = \"{group}\"\ninstance_id = \"{instance_id}\"\n\
+             session_timeout_ms = 6000\n\
+             [topics]\ninput = \"{p}.events\"\nchained = \"{p}.chained\"\nanchors = \"{p}.anchors\"\n\
+             quarantine = \"{p}.quarantine\"\nstate = \"{p}.state\"\n\
+             {registry}\
+             [signing]\nkey_file = \"{key}\"\nkey_id = \"processor-1\"\n\
+             [producer_keys]\nfile = \"{keyset}\"\nreload_interval_ms = 200\n\
+             [processing]\ncommit_interval_ms = 300\nmax_batch_records = 500\nmax_record_bytes = 16384\n\
+             [librdkafka]\n{librdkafka}",
+            bootstrap = bootstrap(),
+            group = self.group,
+            p = self.prefix,
+            key = self.path("processor-1.secret").display(),
+            keyset = self.path("producers.toml").display(),
+        );
+        Config::from_toml_with_env(&text, std::iter::empty()).expect("test config")
+    }
+
+    fn key(&self, id: &str) -> NamedKey {
+        NamedKey {
+            key_id: id.into(),
+            key: auditchain::keys::load_signing_key(&self.path(&format!("{id}.secret")))
+                .expect("key"),
+        }
+    }
+
+    /// A production spec: `events` good events over `tenants` tenants plus
+    /// `each_bad` records of every bad kind.
+    pub fn spec(&self, events: usize, tenants: usize, each_bad: usize) -> Spec {
+        Spec {
+            events,
+            tenants,
+            tenant_prefix: "tenant".into(),
+            key: self.key("good"),
+            revoked_key: Some(self.key("revoked")),
+            restricted_key: Some(self.key("restricted")),
+            inject: if each_bad == 0 {
+                Vec::new()
+            } else {
+                Inject::ALL.iter().map(|k| (*k, each_bad)).collect()
+            },
+            payload_bytes: 32,
+            run_id: unique("run"),
+        }
+    }
+
+    /// Publishes `spec` to the input topic.
+    pub async fn produce(&self, spec: &Spec) -> auditchain::produce::Report {
+        auditchain::produce::produce(&self.config("producer"), spec)
+            .await
+            .expect("produce")
+    }
+
+    /// Starts a processor instance on its own thread.
+    pub fn start(&self, instance_id: &str) -> Running {
+        let config = Arc::new(self.config(instance_id));
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&shutdown);
+        let rt = tokio::runtime::Handle::current();
+        let thread = std::thread::Builder::new()
+            .name(format!("processor-{instance_id}"))
+            .spawn(move || auditchain::processor::run(config, flag, rt))
+            .expect("spawn processor");
+        Running { shutdown, thread }
+    }
+
+    /// Input high watermarks vs the group's committed offsets, per partition.
+    pub fn lag(&self) -> HashMap<i32, (i64, i64)> {
+        let config = self.config("lag-probe");
+        let consumer: BaseConsumer = client_config()
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("probe consumer");
+        let topic = &config.topics.input;
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        let partitions = md.topics()[0].partitions().len() as i32;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        (0..partitions)
+            .map(|p| {
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .expect("watermarks");
+                let done = match committed.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(rdkafka::Offset::Offset(o)) => o,
+                    _ => 0,
+                };
+                (p, (high, done))
+            })
+            .collect()
+    }
+
+    /// Waits until the group has committed every input record (or `limit`
+    /// passes, which fails the test).
+    pub async fn wait_caught_up(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let lag = tokio::task::block_in_place(|| self.lag());
+            if lag.values().all(|(high, done)| done >= high) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "processor did not catch up within {limit:?}: {lag:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until the group has committed at least `n` records in total.
+    pub async fn wait_progress(&self, n: i64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let lag = tokio::task::block_in_place(|| self.lag());
+            if lag.values().map(|(_, done)| done).sum::<i64>() >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "processor made no progress within {limit:?}: {lag:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Reads the trail and checks it against the committed input.
+    pub fn verify(&self) -> (auditchain::verify::Trail, auditchain::verify::Report) {
+        let config = self.config("verifier");
+        let trail = auditchain::verify::read_trail(&config).expect("read trail");
+        let input = auditchain::verify::read_input_coords(&config).expect("read input");
+        let keys = auditchain::keys::KeySet::load(&self.path("producers.toml")).expect("keys");
+        let processor_key =
+            auditchain::keys::load_verifying_key(&self.path("processor-1.pub")).expect("pub");
+        let processor_keys = HashMap::from([("processor-1".to_string(), processor_key)]);
+        let report = auditchain::verify::check(&trail, &keys, &processor_keys, Some(&input));
+        (trail, report)
+    }
+}
+
+/// A processor running on a thread.
+pub struct Running {
+    shutdown: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<auditchain::Result<RunSummary>>,
+}
+
+impl Running {
+    /// Asks it to stop (as SIGTERM does) and waits for it.
+    pub fn stop(self) -> RunSummary {
+        self.shutdown.store(true, Ordering::Relaxed);
+        tokio::task::block_in_place(|| self.thread.join())
+            .expect("processor thread panicked")
+            .expect("processor failed")
+    }
+}
+
+/// Asserts `report` found nothing wrong, printing what it found otherwise.
+pub fn assert_verified(report: &auditchain::verify::Report) {
+    assert!(
+        report.ok(),
+        "verification failed with {} problems, first: {:#?}",
+        report.problems.len(),
+        &report.problems[..report.problems.len().min(10)]
+    );
+}

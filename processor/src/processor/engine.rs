@@ -1,0 +1,536 @@
+//! The engine: per-partition chain state, the open transaction's segments,
+//! and turning routed records into output records and anchors.
+//!
+//! It is driven from one thread: the processor loop, and the consumer's
+//! rebalance callbacks that run inside that loop's `poll`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use rayon::prelude::*;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::chain::{self, Anchor, Hash, TenantHead};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::keys::KeySet;
+use crate::records::{AnchorBatch, ChainedRecord, QuarantineRecord};
+use crate::route::{self, Decoders, Input, Reason, Verdict, KEY_ID_HEADER, SIG_HEADER};
+use crate::sink::Sink;
+use crate::state::{self, ChainHead, PartitionState};
+
+/// Schema ids written in the framing of output records.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputSchemaIds {
+    /// `ChainedRecord`.
+    pub chained: u32,
+    /// `QuarantineRecord`.
+    pub quarantine: u32,
+    /// `AnchorBatch`.
+    pub anchor: u32,
+}
+
+/// What one transaction adds for one input partition.
+#[derive(Debug, Default)]
+struct Segment {
+    leaves: Vec<Hash>,
+    first_offset: u64,
+    last_offset: u64,
+    chained: u64,
+    quarantined: u64,
+    grown: BTreeSet<String>,
+}
+
+/// Counters since start, for logs and tests.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Records appended to chains.
+    pub chained: u64,
+    /// Records quarantined, by reason.
+    pub quarantined: BTreeMap<Reason, u64>,
+    /// Anchors written.
+    pub anchors: u64,
+    /// Committed transactions.
+    pub commits: u64,
+    /// Aborted transactions.
+    pub aborts: u64,
+    /// Tenants that appeared on a second partition of this instance.
+    pub tenants_on_several_partitions: u64,
+}
+
+/// A partition this instance owns and has restored.
+#[derive(Debug)]
+struct Owned {
+    state: PartitionState,
+    /// Next input offset to process; records below it were processed
+    /// already (a refetch after a rebalance) and are skipped.
+    next_offset: Option<i64>,
+}
+
+/// The engine.
+pub struct Engine {
+    config: Arc<Config>,
+    signing_key: SigningKey,
+    schema_ids: OutputSchemaIds,
+    sink: Sink,
+    owned: HashMap<i32, Owned>,
+    segments: BTreeMap<i32, Segment>,
+    txn_started: Option<Instant>,
+    txn_records: usize,
+    /// Set when the producer or a restore failed in a way only a fresh start
+    /// (new producer, rejoin, restore) repairs.
+    pub fatal: Option<Error>,
+    /// Counters.
+    pub stats: Stats,
+    pool: rayon::ThreadPool,
+    rt: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("owned", &self.owned.keys().collect::<Vec<_>>())
+            .field("txn_records", &self.txn_records)
+            .finish()
+    }
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+impl Engine {
+    /// A new engine with its own transactional producer.
+    pub fn new(
+        config: Arc<Config>,
+        signing_key: SigningKey,
+        schema_ids: OutputSchemaIds,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Engine> {
+        let sink = Sink::new(&config)?;
+        let threads = match config.processing.verify_threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("verify-{i}"))
+            .build()
+            .map_err(|e| Error::State(format!("starting the verification pool: {e}")))?;
+        Ok(Engine {
+            config,
+            signing_key,
+            schema_ids,
+            sink,
+            owned: HashMap::new(),
+            segments: BTreeMap::new(),
+            txn_started: None,
+            txn_records: 0,
+            fatal: None,
+            stats: Stats::default(),
+            pool,
+            rt,
+        })
+    }
+
+    /// Partitions owned and restored.
+    pub fn owned_partitions(&self) -> Vec<i32> {
+        let mut v: Vec<i32> = self.owned.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Restores `partitions` from the state topic and takes ownership.
+    /// `committed` gives each partition's committed input offset, if any.
+    pub fn assign(&mut self, partitions: &[i32], committed: &HashMap<i32, i64>) -> Result<()> {
+        let started = Instant::now();
+        if let Some(max) = partitions.iter().max() {
+            let needed = *max as usize + 1;
+            let grown = self
+                .rt
+                .block_on(crate::kafka::ensure_output_partitions(&self.config, needed))?;
+            if !grown.is_empty() {
+                tracing::info!(topics = ?grown, partitions = needed, "the input topic grew: output topics grown to match");
+            }
+        }
+        let restored = state::restore(&self.config, partitions)?;
+        let tenants: usize = restored.values().map(|s| s.tenants.len()).sum();
+        for (p, state) in restored {
+            self.owned.insert(
+                p,
+                Owned {
+                    state,
+                    next_offset: committed.get(&p).copied(),
+                },
+            );
+        }
+        tracing::info!(
+            partitions = ?partitions,
+            tenants,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "partitions restored"
+        );
+        Ok(())
+    }
+
+    /// Forgets `partitions` (after their transaction was committed or aborted).
+    pub fn revoke(&mut self, partitions: &[i32]) {
+        for p in partitions {
+            self.owned.remove(p);
+        }
+    }
+
+    /// Forgets everything.
+    pub fn revoke_all(&mut self) {
+        self.owned.clear();
+    }
+
+    /// Whether the open transaction should be committed now.
+    pub fn txn_due(&self) -> bool {
+        match self.txn_started {
+            None => false,
+            Some(t) => {
+                self.txn_records >= self.config.processing.max_batch_records
+                    || t.elapsed()
+                        >= Duration::from_millis(self.config.processing.commit_interval_ms)
+            }
+        }
+    }
+
+    /// Time left until the open transaction is due, if one is open.
+    pub fn txn_remaining(&self) -> Option<Duration> {
+        self.txn_started.map(|t| {
+            Duration::from_millis(self.config.processing.commit_interval_ms)
+                .saturating_sub(t.elapsed())
+        })
+    }
+
+    /// Routes and writes one batch of input records in the open transaction
+    /// (opening one if needed). Records of partitions not owned, or below the
+    /// partition's next offset, are skipped: they were fetched before a
+    /// rebalance moved the partition or are refetches of processed records.
+    pub fn process(
+        &mut self,
+        batch: &[BorrowedMessage<'_>],
+        decoders: &Decoders,
+        keys: &KeySet,
+    ) -> Result<()> {
+        let mut accepted: Vec<&BorrowedMessage<'_>> = Vec::with_capacity(batch.len());
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        for m in batch {
+            let p = m.partition();
+            let Some(owned) = self.owned.get(&p) else {
+                continue;
+            };
+            let floor = next
+                .get(&p)
+                .copied()
+                .or(owned.next_offset)
+                .unwrap_or(i64::MIN);
+            if m.offset() < floor {
+                continue;
+            }
+            next.insert(p, m.offset() + 1);
+            accepted.push(m);
+        }
+        if accepted.is_empty() {
+            return Ok(());
+        }
+
+        let max = self.config.processing.max_record_bytes;
+        let verdicts: Vec<Verdict> = self.pool.install(|| {
+            accepted
+                .par_iter()
+                .map(|m| route::route(&input_of(m), decoders, keys, max))
+                .collect()
+        });
+
+        self.sink.ensure_open()?;
+        if self.txn_started.is_none() {
+            self.txn_started = Some(Instant::now());
+        }
+        for (m, verdict) in accepted.iter().zip(verdicts) {
+            self.write_one(m, verdict)?;
+        }
+        self.txn_records += accepted.len();
+        Ok(())
+    }
+
+    fn write_one(&mut self, m: &BorrowedMessage<'_>, verdict: Verdict) -> Result<()> {
+        let topic = self.config.topics.input.as_str();
+        let p = m.partition();
+        let offset = m.offset();
+        let partition = p as u32;
+        let source_offset = offset as u64;
+        let timestamp = m.timestamp().to_millis().unwrap_or(-1);
+        let value = m.payload().unwrap_or_default();
+        let others_have = |tenant: &str, owned: &HashMap<i32, Owned>| {
+            owned
+                .iter()
+                .any(|(q, o)| *q != p && o.state.tenants.contains_key(tenant))
+        };
+        let mut tenant_elsewhere = false;
+        let owned = self
+            .owned
+            .get(&p)
+            .ok_or_else(|| Error::State(format!("partition {p} is not owned")))?;
+        let anchor_seq = owned.state.anchor.anchor_seq + 1;
+
+        let leaf = match verdict {
+            Verdict::Chain { tenant, key_id } => {
+                let head = owned.state.tenants.get(&tenant).copied();
+                if head.is_none() && others_have(&tenant, &self.owned) {
+                    tenant_elsewhere = true;
+                }
+                let (seq, prev) = head.map_or((1, chain::ZERO), |h| (h.seq + 1, h.entry_hash));
+                let digest = chain::event_digest(value);
+                let entry = chain::entry_hash(
+                    &tenant,
+                    seq,
+                    &prev,
+                    &digest,
+                    topic,
+                    partition,
+                    source_offset,
+                );
+                let record = ChainedRecord {
+                    tenant_id: tenant.clone(),
+                    seq,
+                    prev_hash: prev,
+                    entry_hash: entry,
+                    event_digest: digest,
+                    source_topic: topic.to_string(),
+                    source_partition: partition,
+                    source_offset,
+                    source_timestamp_ms: timestamp,
+                    key_id,
+                    producer_sig: first_header(m, SIG_HEADER).unwrap_or_default().to_vec(),
+                    event: value.to_vec(),
+                    anchor_seq,
+                };
+                let bytes = record.encode(self.schema_ids.chained)?;
+                self.sink.send(
+                    &self.config.topics.chained,
+                    p,
+                    Some(tenant.as_bytes()),
+                    &bytes,
+                    None,
+                )?;
+                if let Some(owned) = self.owned.get_mut(&p) {
+                    owned.state.tenants.insert(
+                        tenant.clone(),
+                        ChainHead {
+                            seq,
+                            entry_hash: entry,
+                        },
+                    );
+                }
+                if tenant_elsewhere {
+                    self.stats.tenants_on_several_partitions += 1;
+                    tracing::warn!(
+                        tenant = %tenant,
+                        partition = p,
+                        "tenant seen on a second input partition: it gets a separate chain there (DESIGN.md §3)"
+                    );
+                }
+                self.stats.chained += 1;
+                let seg = self.segments.entry(p).or_default();
+                seg.chained += 1;
+                seg.grown.insert(tenant);
+                entry
+            }
+            Verdict::Quarantine { reason, detail } => {
+                let key = m.key();
+                let qh = chain::quarantine_hash(
+                    topic,
+                    partition,
+                    source_offset,
+                    key.unwrap_or_default(),
+                    value,
+                    reason.code(),
+                );
+                let headers = m
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let record = QuarantineRecord {
+                    reason,
+                    detail,
+                    source_topic: topic.to_string(),
+                    source_partition: partition,
+                    source_offset,
+                    source_timestamp_ms: timestamp,
+                    raw_key: key.map(<[u8]>::to_vec),
+                    raw_value: m.payload().map(<[u8]>::to_vec),
+                    headers,
+                    quarantine_hash: qh,
+                    anchor_seq,
+                };
+                let bytes = record.encode(self.schema_ids.quarantine)?;
+                self.sink
+                    .send(&self.config.topics.quarantine, p, key, &bytes, None)?;
+                *self.stats.quarantined.entry(reason).or_default() += 1;
+                self.segments.entry(p).or_default().quarantined += 1;
+                qh
+            }
+        };
+        let seg = self.segments.entry(p).or_default();
+        if seg.leaves.is_empty() {
+            seg.first_offset = source_offset;
+        }
+        seg.last_offset = source_offset;
+        seg.leaves.push(leaf);
+        if let Some(owned) = self.owned.get_mut(&p) {
+            owned.next_offset = Some(offset + 1);
+        }
+        Ok(())
+    }
+
+    /// Closes the open transaction: one signed anchor and the new chain heads
+    /// per partition it touched, the consumer offsets, commit. On failure the
+    /// caller decides by the error's class (abort and rewind, or start over).
+    pub fn commit(&mut self, group: &ConsumerGroupMetadata) -> Result<()> {
+        if !self.sink.is_open() {
+            return Ok(());
+        }
+        let topic = self.config.topics.input.clone();
+        let mut offsets = TopicPartitionList::new();
+        let segments = std::mem::take(&mut self.segments);
+        let mut anchors = 0u64;
+        for (p, seg) in &segments {
+            let Some(owned) = self.owned.get_mut(p) else {
+                return Err(Error::State(format!(
+                    "partition {p} has records in the open transaction but is no longer owned"
+                )));
+            };
+            let Some(root) = chain::merkle_root(&seg.leaves) else {
+                continue;
+            };
+            let tenant_heads: Vec<TenantHead> = seg
+                .grown
+                .iter()
+                .filter_map(|t| {
+                    owned.state.tenants.get(t).map(|h| TenantHead {
+                        tenant_id: t.clone(),
+                        seq: h.seq,
+                        entry_hash: h.entry_hash,
+                    })
+                })
+                .collect();
+            let anchor = Anchor {
+                source_topic: topic.clone(),
+                source_partition: *p as u32,
+                anchor_seq: owned.state.anchor.anchor_seq + 1,
+                prev_anchor_hash: owned.state.anchor.anchor_hash,
+                first_offset: seg.first_offset,
+                last_offset: seg.last_offset,
+                chained_count: seg.chained,
+                quarantined_count: seg.quarantined,
+                merkle_root: root,
+                tenant_heads,
+                created_at_us: now_micros(),
+                signer_key_id: self.config.signing.key_id.clone(),
+            };
+            let msg = anchor.message();
+            let batch = AnchorBatch {
+                anchor_hash: chain::hash::h(&msg),
+                signature: chain::sign(&self.signing_key, &msg).to_vec(),
+                processor_id: self.config.kafka.instance_id.clone(),
+                anchor,
+            };
+            self.sink.send(
+                &self.config.topics.anchors,
+                *p,
+                Some(batch.key().as_bytes()),
+                &batch.encode(self.schema_ids.anchor)?,
+                None,
+            )?;
+            owned.state.anchor = state::AnchorHead {
+                anchor_seq: batch.anchor.anchor_seq,
+                anchor_hash: batch.anchor_hash,
+            };
+            for head in &batch.anchor.tenant_heads {
+                let (k, v) = state::tenant_record(
+                    &topic,
+                    &head.tenant_id,
+                    &ChainHead {
+                        seq: head.seq,
+                        entry_hash: head.entry_hash,
+                    },
+                );
+                self.sink
+                    .send(&self.config.topics.state, *p, Some(k.as_bytes()), &v, None)?;
+            }
+            let (k, v) = state::anchor_record(&topic, &owned.state.anchor);
+            self.sink
+                .send(&self.config.topics.state, *p, Some(k.as_bytes()), &v, None)?;
+            if let Some(next) = owned.next_offset {
+                offsets
+                    .add_partition_offset(&topic, *p, Offset::Offset(next))
+                    .map_err(|e| Error::kafka("building the offsets to commit", e))?;
+            }
+            anchors += 1;
+        }
+        self.sink.commit(&offsets, group)?;
+        self.stats.commits += 1;
+        self.stats.anchors += anchors;
+        tracing::debug!(
+            records = self.txn_records,
+            partitions = segments.len(),
+            "transaction committed"
+        );
+        self.txn_started = None;
+        self.txn_records = 0;
+        Ok(())
+    }
+
+    /// Aborts the open transaction and forgets everything it changed: the
+    /// caller restores state and rewinds the consumer to the committed
+    /// offsets before going on.
+    pub fn abort(&mut self) -> Result<()> {
+        self.segments.clear();
+        self.txn_started = None;
+        self.txn_records = 0;
+        let was_open = self.sink.is_open();
+        self.sink.abort()?;
+        if was_open {
+            self.stats.aborts += 1;
+        }
+        Ok(())
+    }
+
+    /// The input topic.
+    pub fn owned_topic(&self) -> &str {
+        &self.config.topics.input
+    }
+
+    /// Whether records are waiting in an open transaction.
+    pub fn has_open_transaction(&self) -> bool {
+        self.sink.is_open()
+    }
+}
+
+fn first_header<'a>(m: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a [u8]> {
+    let headers = m.headers()?;
+    headers.iter().find(|h| h.key == name).and_then(|h| h.value)
+}
+
+fn input_of<'a>(m: &'a BorrowedMessage<'_>) -> Input<'a> {
+    Input {
+        key: m.key(),
+        value: m.payload(),
+        key_id: first_header(m, KEY_ID_HEADER),
+        sig: first_header(m, SIG_HEADER),
+    }
+}

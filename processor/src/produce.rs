@@ -1,0 +1,467 @@
+//! `auditchain produce`: publishes signed `AuditEvent`s the way a service
+//! would, optionally mixed with every kind of bad record the processor must
+//! quarantine. Used by the demo, the integration tests and the load tests.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use futures::stream::{FuturesOrdered, StreamExt};
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+
+use crate::chain::{event_msg, sign};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::kafka::base_client_config;
+use crate::registry::Registry;
+use crate::route::{Reason, KEY_ID_HEADER, SIG_HEADER};
+use crate::schema::{AuditEvent, Outcome, AUDIT_EVENT_AVSC};
+use crate::sink::headers_from;
+
+/// A kind of bad record to inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Inject {
+    /// A signature that does not verify.
+    BadSignature,
+    /// A key id not in the key set.
+    UnknownKey,
+    /// Signed with a revoked key.
+    RevokedKey,
+    /// Signed with a key not bound to the tenant.
+    KeyNotAllowed,
+    /// Record key and payload tenant differ.
+    TenantMismatch,
+    /// No signature headers.
+    MissingSignature,
+    /// No record key.
+    MissingKey,
+    /// Avro body cut short.
+    TruncatedAvro,
+    /// A schema id nobody registered.
+    UnknownSchemaId,
+    /// A value above the processor's size bound.
+    Oversized,
+}
+
+impl Inject {
+    /// Every kind.
+    pub const ALL: [Inject; 10] = [
+        Inject::BadSignature,
+        Inject::UnknownKey,
+        Inject::RevokedKey,
+        Inject::KeyNotAllowed,
+        Inject::TenantMismatch,
+        Inject::MissingSignature,
+        Inject::MissingKey,
+        Inject::TruncatedAvro,
+        Inject::UnknownSchemaId,
+        Inject::Oversized,
+    ];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Inject::BadSignature => "bad-signature",
+            Inject::UnknownKey => "unknown-key",
+            Inject::RevokedKey => "revoked-key",
+            Inject::KeyNotAllowed => "key-not-allowed",
+            Inject::TenantMismatch => "tenant-mismatch",
+            Inject::MissingSignature => "missing-signature",
+            Inject::MissingKey => "missing-key",
+            Inject::TruncatedAvro => "truncated-avro",
+            Inject::UnknownSchemaId => "unknown-schema-id",
+            Inject::Oversized => "oversized",
+        }
+    }
+
+    /// The reason the processor must give.
+    pub fn expected_reason(self) -> Reason {
+        match self {
+            Inject::BadSignature => Reason::SignatureInvalid,
+            Inject::UnknownKey => Reason::UnknownKey,
+            Inject::RevokedKey | Inject::KeyNotAllowed => Reason::KeyNotAllowed,
+            Inject::TenantMismatch => Reason::TenantMismatch,
+            Inject::MissingSignature => Reason::MissingSignature,
+            Inject::MissingKey => Reason::MissingKey,
+            Inject::TruncatedAvro => Reason::DecodeFailed,
+            Inject::UnknownSchemaId => Reason::SchemaUnknown,
+            Inject::Oversized => Reason::Oversized,
+        }
+    }
+}
+
+impl FromStr for Inject {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Inject::ALL
+            .into_iter()
+            .find(|i| i.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Inject::ALL.iter().map(|i| i.name()).collect();
+                format!("unknown injection `{s}`; one of: {}", names.join(", "))
+            })
+    }
+}
+
+/// A signing key with its id.
+#[derive(Debug, Clone)]
+pub struct NamedKey {
+    /// Key id (the `auditchain-key-id` header).
+    pub key_id: String,
+    /// Secret key.
+    pub key: SigningKey,
+}
+
+/// What to publish.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Good events to publish.
+    pub events: usize,
+    /// Spread over this many tenants (`<tenant_prefix>-<i>`).
+    pub tenants: usize,
+    /// Tenant name prefix.
+    pub tenant_prefix: String,
+    /// The key that signs good events.
+    pub key: NamedKey,
+    /// A revoked key, needed for `revoked-key` injections.
+    pub revoked_key: Option<NamedKey>,
+    /// A key bound to other tenants, needed for `key-not-allowed`.
+    pub restricted_key: Option<NamedKey>,
+    /// How many of each bad record, spread through the stream.
+    pub inject: Vec<(Inject, usize)>,
+    /// Bytes of each event's opaque payload.
+    pub payload_bytes: usize,
+    /// Prefix of event ids, so runs are distinguishable.
+    pub run_id: String,
+}
+
+/// One record published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Produced {
+    /// Partition it landed in.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// The record key as a tenant, if it had one.
+    pub tenant: Option<String>,
+    /// `None` for a good event; the expected quarantine reason otherwise.
+    pub expected: Option<Reason>,
+}
+
+/// What `produce` did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Every record, in send order.
+    pub records: Vec<Produced>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+struct Planned {
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    headers: Option<OwnedHeaders>,
+    tenant: Option<String>,
+    expected: Option<Reason>,
+}
+
+/// The input-side settings `produce` takes from the processor's config.
+struct Target {
+    schema_id: u32,
+    unknown_schema_id: u32,
+    oversize: usize,
+}
+
+async fn target(config: &Config) -> Result<Target> {
+    let oversize = config.processing.max_record_bytes + 1;
+    match &config.schema_registry {
+        Some(rc) => {
+            let registry = Registry::new(rc)?;
+            let id = registry
+                .register(&format!("{}-value", config.topics.input), AUDIT_EVENT_AVSC)
+                .await?;
+            Ok(Target {
+                schema_id: id,
+                unknown_schema_id: 2_000_000_000,
+                oversize,
+            })
+        }
+        None => {
+            let accepted = &config.schemas.audit_event_ids;
+            let schema_id = accepted
+                .first()
+                .copied()
+                .ok_or_else(|| Error::config("schemas.audit_event_ids", "is empty"))?;
+            let unknown = (1..).find(|id| !accepted.contains(id)).unwrap_or(u32::MAX);
+            Ok(Target {
+                schema_id,
+                unknown_schema_id: unknown,
+                oversize,
+            })
+        }
+    }
+}
+
+fn event(spec: &Spec, tenant: &str, i: usize) -> AuditEvent {
+    AuditEvent {
+        event_id: format!("{}-{i}", spec.run_id),
+        tenant_id: tenant.to_string(),
+        occurred_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0),
+        actor: format!("user-{}", i % 97),
+        action: [
+            "user.login",
+            "invoice.approve",
+            "document.read",
+            "role.grant",
+        ][i % 4]
+            .into(),
+        resource: format!("resource/{}", i % 1000),
+        outcome: if i.is_multiple_of(10) {
+            Outcome::Denied
+        } else {
+            Outcome::Success
+        },
+        correlation_id: Some(format!("corr-{}", i / 3)),
+        attributes: HashMap::from([("source".to_string(), "auditchain-produce".to_string())]),
+        payload: (spec.payload_bytes > 0).then(|| vec![b'x'; spec.payload_bytes]),
+    }
+}
+
+fn signed_headers(key_id: &str, sig: &[u8]) -> OwnedHeaders {
+    headers_from(
+        [
+            (KEY_ID_HEADER, Some(key_id.as_bytes())),
+            (SIG_HEADER, Some(sig)),
+        ]
+        .into_iter(),
+    )
+}
+
+fn plan(spec: &Spec, t: &Target) -> Result<Vec<Planned>> {
+    let bad_total: usize = spec.inject.iter().map(|(_, n)| n).sum();
+    let total = spec.events + bad_total;
+    let tenants = spec.tenants.max(1);
+    let mut bad: Vec<Inject> = spec
+        .inject
+        .iter()
+        .flat_map(|(kind, n)| std::iter::repeat_n(*kind, *n))
+        .collect();
+    bad.reverse();
+    // Spread bad records evenly: position i is bad when it crosses the next
+    // multiple of total / bad_total.
+    let stride = total.checked_div(bad_total).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(total);
+    for i in 0..total {
+        let tenant = format!("{}-{}", spec.tenant_prefix, i % tenants);
+        let kind = if stride != usize::MAX && i % stride == stride / 2 {
+            bad.pop()
+        } else {
+            None
+        };
+        let kind = kind.or_else(|| {
+            if out.len() + bad.len() >= total {
+                bad.pop()
+            } else {
+                None
+            }
+        });
+        let ev = event(spec, &tenant, i);
+        let value = ev.encode(t.schema_id)?;
+        let sign_with = |k: &NamedKey, tenant: &str, value: &[u8]| {
+            signed_headers(&k.key_id, &sign(&k.key, &event_msg(tenant, value)))
+        };
+        let planned = match kind {
+            None => Planned {
+                headers: Some(sign_with(&spec.key, &tenant, &value)),
+                key: Some(tenant.clone().into_bytes()),
+                value,
+                tenant: Some(tenant),
+                expected: None,
+            },
+            Some(kind) => {
+                let expected = Some(kind.expected_reason());
+                let mut value = value;
+                let mut key = Some(tenant.clone().into_bytes());
+                let headers = match kind {
+                    Inject::BadSignature => {
+                        let mut sig = sign(&spec.key.key, &event_msg(&tenant, &value));
+                        sig[5] ^= 0x40;
+                        Some(signed_headers(&spec.key.key_id, &sig))
+                    }
+                    Inject::UnknownKey => {
+                        let k = NamedKey {
+                            key_id: format!("unknown-{}", spec.run_id),
+                            key: spec.key.key.clone(),
+                        };
+                        Some(sign_with(&k, &tenant, &value))
+                    }
+                    Inject::RevokedKey => {
+                        let k = spec.revoked_key.as_ref().ok_or_else(|| {
+                            Error::config(
+                                "produce",
+                                "revoked-key injections need a revoked key (--revoked-key-file)",
+                            )
+                        })?;
+                        Some(sign_with(k, &tenant, &value))
+                    }
+                    Inject::KeyNotAllowed => {
+                        let k = spec.restricted_key.as_ref().ok_or_else(|| {
+                            Error::config("produce", "key-not-allowed injections need a key bound to other tenants (--restricted-key-file)")
+                        })?;
+                        Some(sign_with(k, &tenant, &value))
+                    }
+                    Inject::TenantMismatch => {
+                        let other = format!("{tenant}-other");
+                        key = Some(other.clone().into_bytes());
+                        Some(sign_with(&spec.key, &other, &value))
+                    }
+                    Inject::MissingSignature => None,
+                    Inject::MissingKey => {
+                        key = None;
+                        Some(sign_with(&spec.key, &tenant, &value))
+                    }
+                    Inject::TruncatedAvro => {
+                        value.truncate(value.len() - 3);
+                        Some(sign_with(&spec.key, &tenant, &value))
+                    }
+                    Inject::UnknownSchemaId => {
+                        value[1..5].copy_from_slice(&t.unknown_schema_id.to_be_bytes());
+                        Some(sign_with(&spec.key, &tenant, &value))
+                    }
+                    Inject::Oversized => {
+                        value.resize(t.oversize, b'x');
+                        Some(sign_with(&spec.key, &tenant, &value))
+                    }
+                };
+                Planned {
+                    tenant: key
+                        .as_ref()
+                        .map(|k| String::from_utf8_lossy(k).into_owned()),
+                    key,
+                    value,
+                    headers,
+                    expected,
+                }
+            }
+        };
+        out.push(planned);
+    }
+    Ok(out)
+}
+
+/// Publishes `spec` to the config's input topic and reports where every
+/// record landed.
+pub async fn produce(config: &Config, spec: &Spec) -> Result<Report> {
+    let started = Instant::now();
+    let t = target(config).await?;
+    let planned = plan(spec, &t)?;
+    let mut cc = base_client_config(config, "auditchain-produce");
+    cc.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("partitioner", "murmur2_random")
+        .set("message.max.bytes", (t.oversize + 64 * 1024).to_string());
+    let producer: FutureProducer = cc
+        .create()
+        .map_err(|e| Error::kafka("creating the producer", e))?;
+    let topic = config.topics.input.as_str();
+    let mut in_flight = FuturesOrdered::new();
+    let mut records = Vec::with_capacity(planned.len());
+    let mut expectations = Vec::with_capacity(planned.len());
+    for p in &planned {
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(&p.value);
+        if let Some(k) = &p.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(h) = &p.headers {
+            record = record.headers(h.clone());
+        }
+        in_flight.push_back(producer.send(record, Timeout::Never));
+        expectations.push((p.tenant.clone(), p.expected));
+        // Bound memory: keep at most 10k deliveries outstanding.
+        if in_flight.len() >= 10_000 {
+            if let Some(result) = in_flight.next().await {
+                records.push(delivered(result, &expectations[records.len()])?);
+            }
+        }
+    }
+    while let Some(result) = in_flight.next().await {
+        records.push(delivered(result, &expectations[records.len()])?);
+    }
+    Ok(Report {
+        records,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn delivered(
+    result: rdkafka::producer::future_producer::OwnedDeliveryResult,
+    expectation: &(Option<String>, Option<Reason>),
+) -> Result<Produced> {
+    match result {
+        Ok(d) => Ok(Produced {
+            partition: d.partition,
+            offset: d.offset,
+            tenant: expectation.0.clone(),
+            expected: expectation.1,
+        }),
+        Err((e, _)) => Err(Error::kafka("delivering an event", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_mixes_exactly_the_requested_records() {
+        let spec = Spec {
+            events: 50,
+            tenants: 3,
+            tenant_prefix: "t".into(),
+            key: NamedKey {
+                key_id: "k".into(),
+                key: SigningKey::from_bytes(&[1; 32]),
+            },
+            revoked_key: Some(NamedKey {
+                key_id: "r".into(),
+                key: SigningKey::from_bytes(&[2; 32]),
+            }),
+            restricted_key: Some(NamedKey {
+                key_id: "x".into(),
+                key: SigningKey::from_bytes(&[3; 32]),
+            }),
+            inject: Inject::ALL.iter().map(|i| (*i, 2)).collect(),
+            payload_bytes: 0,
+            run_id: "r1".into(),
+        };
+        let t = Target {
+            schema_id: 1,
+            unknown_schema_id: 7,
+            oversize: 100,
+        };
+        let planned = plan(&spec, &t).expect("plan");
+        assert_eq!(planned.len(), 70);
+        assert_eq!(planned.iter().filter(|p| p.expected.is_none()).count(), 50);
+        for kind in Inject::ALL {
+            let n = planned
+                .iter()
+                .filter(|p| p.expected == Some(kind.expected_reason()))
+                .count();
+            let want = Inject::ALL
+                .iter()
+                .filter(|k| k.expected_reason() == kind.expected_reason())
+                .count()
+                * 2;
+            assert_eq!(n, want, "{kind:?}");
+        }
+        assert!(planned.iter().any(|p| p.key.is_none()));
+        assert!(planned.iter().any(|p| p.value.len() == 100));
+    }
+}

@@ -1,0 +1,162 @@
+//! The transactional sink: one idempotent, transactional producer per
+//! instance, writing every output record to an explicit partition.
+//!
+//! librdkafka's transaction calls block (DESIGN.md §3), so the sink is only
+//! used from the processor's own thread, never from an async worker.
+
+use std::time::Duration;
+
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::TopicPartitionList;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::kafka::base_client_config;
+
+/// How long a blocking transaction call may take. Longer than the
+/// transaction timeout: the broker aborts a transaction that outlives it.
+pub const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The transactional producer.
+pub struct Sink {
+    producer: ThreadedProducer<DefaultProducerContext>,
+    open: bool,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink").field("open", &self.open).finish()
+    }
+}
+
+impl Sink {
+    /// Creates the producer and initialises transactions, which fences any
+    /// earlier producer with the same transactional id and aborts its open
+    /// transaction.
+    pub fn new(config: &Config) -> Result<Sink> {
+        let mut cc =
+            base_client_config(config, &format!("auditchain-{}", config.kafka.instance_id));
+        cc.set("linger.ms", "5").set("compression.type", "lz4");
+        for (k, v) in &config.librdkafka {
+            cc.set(k, v);
+        }
+        cc.set("transactional.id", config.transactional_id())
+            .set("enable.idempotence", "true")
+            .set(
+                "transaction.timeout.ms",
+                config.kafka.transaction_timeout_ms.to_string(),
+            );
+        let producer: ThreadedProducer<DefaultProducerContext> = cc
+            .create()
+            .map_err(|e| Error::kafka("creating the transactional producer", e))?;
+        producer.init_transactions(TXN_CALL_TIMEOUT).map_err(|e| {
+            Error::kafka(
+                format!(
+                    "initialising transactions for transactional.id `{}` on {}",
+                    config.transactional_id(),
+                    config.kafka.bootstrap_servers
+                ),
+                e,
+            )
+        })?;
+        Ok(Sink {
+            producer,
+            open: false,
+        })
+    }
+
+    /// Whether a transaction is open.
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// Begins a transaction if none is open.
+    pub fn ensure_open(&mut self) -> Result<()> {
+        if !self.open {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| Error::kafka("beginning a transaction", e))?;
+            self.open = true;
+        }
+        Ok(())
+    }
+
+    /// Queues one record for `topic`/`partition` in the open transaction,
+    /// waiting for room when librdkafka's queue is full.
+    pub fn send(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<()> {
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(topic).partition(partition).payload(value);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    // Backpressure: wait for deliveries to make room.
+                    let _ = self.producer.flush(Duration::from_millis(100));
+                }
+                Err((e, _)) => {
+                    return Err(Error::kafka(
+                        format!("producing to `{topic}` partition {partition}"),
+                        e,
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Adds the consumer offsets to the transaction and commits it.
+    pub fn commit(
+        &mut self,
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        if !self.open {
+            return Ok(());
+        }
+        if offsets.count() > 0 {
+            self.producer
+                .send_offsets_to_transaction(offsets, group, TXN_CALL_TIMEOUT)
+                .map_err(|e| Error::kafka("sending offsets to the transaction", e))?;
+        }
+        self.producer
+            .commit_transaction(TXN_CALL_TIMEOUT)
+            .map_err(|e| Error::kafka("committing the transaction", e))?;
+        self.open = false;
+        Ok(())
+    }
+
+    /// Aborts the open transaction, if any.
+    pub fn abort(&mut self) -> Result<()> {
+        if !self.open {
+            return Ok(());
+        }
+        self.producer
+            .abort_transaction(TXN_CALL_TIMEOUT)
+            .map_err(|e| Error::kafka("aborting the transaction", e))?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+/// Builds headers from pairs (used by tools that re-publish records).
+pub fn headers_from<'a>(pairs: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>) -> OwnedHeaders {
+    pairs.fold(OwnedHeaders::new(), |h, (key, value)| {
+        h.insert(Header { key, value })
+    })
+}

@@ -1,0 +1,468 @@
+//! Checking an audit trail (DESIGN.md §4.5): tenant chains, anchors and
+//! their signatures, and completeness against the input.
+//!
+//! The checks are pure functions over records; `read_*` fetch those records
+//! from Kafka (`read_committed`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::chain::{self, Hash, ZERO};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::kafka::{base_client_config, partition_count, QuietContext};
+use crate::keys::KeySet;
+use crate::records::{AnchorBatch, ChainedRecord, QuarantineRecord};
+
+/// Source coordinates of an input record.
+pub type Coord = (String, u32, u64);
+
+/// The output of a processor deployment, as read from its topics.
+#[derive(Debug, Default, Clone)]
+pub struct Trail {
+    /// `ChainedRecord`s.
+    pub chained: Vec<ChainedRecord>,
+    /// `QuarantineRecord`s.
+    pub quarantined: Vec<QuarantineRecord>,
+    /// `AnchorBatch`es.
+    pub anchors: Vec<AnchorBatch>,
+    /// Output records that did not decode: (topic, partition, offset, error).
+    pub undecodable: Vec<(String, i32, i64, String)>,
+}
+
+/// One thing wrong with a trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where: a chain, an anchor, or a source coordinate.
+    pub place: String,
+    /// What.
+    pub what: String,
+}
+
+/// The result of checking a trail.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Chains: (tenant, source topic, source partition) → length.
+    pub chains: BTreeMap<(String, String, u32), u64>,
+    /// Chained records checked.
+    pub chained: usize,
+    /// Quarantined records checked.
+    pub quarantined: usize,
+    /// Anchors checked.
+    pub anchors: usize,
+    /// Input records compared, when the input was given.
+    pub input_records: Option<usize>,
+    /// Everything wrong, in the order found.
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    /// Whether nothing is wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn problem(&mut self, place: impl Into<String>, what: impl Into<String>) {
+        self.problems.push(Problem {
+            place: place.into(),
+            what: what.into(),
+        });
+    }
+}
+
+fn short(h: &Hash) -> String {
+    hex::encode(&h[..8])
+}
+
+/// Checks chains, anchors and (when `input` is given) completeness.
+/// `processor_keys` are the public keys anchors may be signed with, by key id.
+pub fn check(
+    trail: &Trail,
+    producer_keys: &KeySet,
+    processor_keys: &HashMap<String, VerifyingKey>,
+    input: Option<&[Coord]>,
+) -> Report {
+    let mut report = Report {
+        chained: trail.chained.len(),
+        quarantined: trail.quarantined.len(),
+        anchors: trail.anchors.len(),
+        ..Report::default()
+    };
+    for (topic, p, o, e) in &trail.undecodable {
+        report.problem(
+            format!("{topic}/{p}@{o}"),
+            format!("output record does not decode: {e}"),
+        );
+    }
+
+    // Chains.
+    let mut chains: BTreeMap<(String, String, u32), Vec<&ChainedRecord>> = BTreeMap::new();
+    for r in &trail.chained {
+        chains
+            .entry((
+                r.tenant_id.clone(),
+                r.source_topic.clone(),
+                r.source_partition,
+            ))
+            .or_default()
+            .push(r);
+    }
+    for (id, records) in &mut chains {
+        records.sort_by_key(|r| (r.seq, r.source_offset));
+        let place = format!("chain {}@{}/{}", id.0, id.1, id.2);
+        let mut prev = ZERO;
+        let mut last_offset: Option<u64> = None;
+        for (i, r) in records.iter().enumerate() {
+            let want = i as u64 + 1;
+            if r.seq != want {
+                report.problem(
+                    format!("{place} seq {}", r.seq),
+                    if r.seq < want {
+                        "seq repeated (duplicate or fork)".to_string()
+                    } else {
+                        format!("gap: seq {want} is missing")
+                    },
+                );
+                break;
+            }
+            if r.prev_hash != prev {
+                report.problem(
+                    format!("{place} seq {}", r.seq),
+                    format!(
+                        "prev_hash {} does not link to seq {}'s entry_hash {}",
+                        short(&r.prev_hash),
+                        r.seq - 1,
+                        short(&prev)
+                    ),
+                );
+            }
+            if let Some(lo) = last_offset {
+                if r.source_offset <= lo {
+                    report.problem(
+                        format!("{place} seq {}", r.seq),
+                        format!(
+                            "source offset {} is not after the previous entry's {lo} (reordered)",
+                            r.source_offset
+                        ),
+                    );
+                }
+            }
+            let digest = chain::event_digest(&r.event);
+            if digest != r.event_digest {
+                report.problem(
+                    format!("{place} seq {}", r.seq),
+                    "event_digest does not match the event bytes",
+                );
+            }
+            let entry = chain::entry_hash(
+                &r.tenant_id,
+                r.seq,
+                &r.prev_hash,
+                &digest,
+                &r.source_topic,
+                r.source_partition,
+                r.source_offset,
+            );
+            if entry != r.entry_hash {
+                report.problem(
+                    format!("{place} seq {}", r.seq),
+                    "entry_hash does not recompute",
+                );
+            }
+            match producer_keys.get(&r.key_id) {
+                None => report.problem(
+                    format!("{place} seq {}", r.seq),
+                    format!("producer key `{}` is not in the key set", r.key_id),
+                ),
+                Some(k) => {
+                    if !chain::verify_strict(
+                        &k.public_key,
+                        &chain::event_msg(&r.tenant_id, &r.event),
+                        &r.producer_sig,
+                    ) {
+                        report.problem(
+                            format!("{place} seq {}", r.seq),
+                            format!("producer signature does not verify under `{}`", r.key_id),
+                        );
+                    }
+                }
+            }
+            prev = r.entry_hash;
+            last_offset = Some(r.source_offset);
+        }
+        report.chains.insert(id.clone(), records.len() as u64);
+    }
+
+    // Leaves by source partition and offset; duplicates across both sets.
+    let mut leaves: HashMap<(String, u32), BTreeMap<u64, (Hash, bool, u64)>> = HashMap::new();
+    let mut seen: HashSet<Coord> = HashSet::new();
+    let mut coords: Vec<(Coord, Hash, bool, u64)> =
+        Vec::with_capacity(trail.chained.len() + trail.quarantined.len());
+    coords.extend(trail.chained.iter().map(|r| {
+        (
+            (r.source_topic.clone(), r.source_partition, r.source_offset),
+            r.entry_hash,
+            true,
+            r.anchor_seq,
+        )
+    }));
+    for q in &trail.quarantined {
+        let qh = chain::quarantine_hash(
+            &q.source_topic,
+            q.source_partition,
+            q.source_offset,
+            q.raw_key.as_deref().unwrap_or_default(),
+            q.raw_value.as_deref().unwrap_or_default(),
+            q.reason.code(),
+        );
+        let place = format!(
+            "quarantine {}/{}@{}",
+            q.source_topic, q.source_partition, q.source_offset
+        );
+        if qh != q.quarantine_hash {
+            report.problem(place, "quarantine_hash does not recompute");
+        }
+        coords.push((
+            (q.source_topic.clone(), q.source_partition, q.source_offset),
+            qh,
+            false,
+            q.anchor_seq,
+        ));
+    }
+    for (coord, hash, chained, anchor_seq) in coords {
+        if !seen.insert(coord.clone()) {
+            report.problem(
+                format!("{}/{}@{}", coord.0, coord.1, coord.2),
+                "source record appears more than once in the output (duplicated or doubly routed)",
+            );
+            continue;
+        }
+        leaves
+            .entry((coord.0, coord.1))
+            .or_default()
+            .insert(coord.2, (hash, chained, anchor_seq));
+    }
+
+    // Anchors.
+    let mut anchor_chains: BTreeMap<(String, u32), Vec<&AnchorBatch>> = BTreeMap::new();
+    for a in &trail.anchors {
+        anchor_chains
+            .entry((a.anchor.source_topic.clone(), a.anchor.source_partition))
+            .or_default()
+            .push(a);
+    }
+    let mut covered: HashMap<(String, u32), u64> = HashMap::new();
+    for ((topic, p), anchors) in &mut anchor_chains {
+        anchors.sort_by_key(|a| a.anchor.anchor_seq);
+        let mut prev = ZERO;
+        let empty = BTreeMap::new();
+        let part_leaves = leaves.get(&(topic.clone(), *p)).unwrap_or(&empty);
+        for (i, b) in anchors.iter().enumerate() {
+            let a = &b.anchor;
+            let place = format!("anchor {topic}/{p} #{}", a.anchor_seq);
+            if a.anchor_seq != i as u64 + 1 {
+                report.problem(
+                    &place,
+                    if a.anchor_seq < i as u64 + 1 {
+                        "anchor_seq repeated".to_string()
+                    } else {
+                        format!("gap: anchor {} is missing", i + 1)
+                    },
+                );
+                break;
+            }
+            if a.prev_anchor_hash != prev {
+                report.problem(
+                    &place,
+                    "prev_anchor_hash does not link to the previous anchor",
+                );
+            }
+            let msg = a.message();
+            if chain::hash::h(&msg) != b.anchor_hash {
+                report.problem(
+                    &place,
+                    "anchor_hash does not recompute (a signed field was altered)",
+                );
+            }
+            match processor_keys.get(&a.signer_key_id) {
+                None => report.problem(
+                    &place,
+                    format!("signed by unknown processor key `{}`", a.signer_key_id),
+                ),
+                Some(k) => {
+                    if !chain::verify_strict(k, &msg, &b.signature) {
+                        report.problem(
+                            &place,
+                            format!(
+                                "signature does not verify under processor key `{}`",
+                                a.signer_key_id
+                            ),
+                        );
+                    }
+                }
+            }
+            let segment: Vec<(&u64, &(Hash, bool, u64))> =
+                part_leaves.range(a.first_offset..=a.last_offset).collect();
+            let chained = segment.iter().filter(|(_, (_, c, _))| *c).count() as u64;
+            let quarantined = segment.len() as u64 - chained;
+            if chained != a.chained_count || quarantined != a.quarantined_count {
+                report.problem(&place, format!("covers {chained} chained and {quarantined} quarantined records in offsets {}..={}, the anchor says {} and {}", a.first_offset, a.last_offset, a.chained_count, a.quarantined_count));
+            }
+            let hashes: Vec<Hash> = segment.iter().map(|(_, (h, _, _))| *h).collect();
+            if chain::merkle_root(&hashes) != Some(a.merkle_root) {
+                report.problem(
+                    &place,
+                    "merkle_root does not recompute from the records it covers",
+                );
+            }
+            for (offset, (_, _, seq)) in &segment {
+                if *seq != a.anchor_seq {
+                    report.problem(
+                        format!("{topic}/{p}@{offset}"),
+                        format!(
+                            "record says anchor {seq} but lies in anchor {}'s range",
+                            a.anchor_seq
+                        ),
+                    );
+                }
+            }
+            prev = b.anchor_hash;
+            covered.insert((topic.clone(), *p), a.last_offset);
+        }
+    }
+    for ((topic, p), part_leaves) in &leaves {
+        let last = covered.get(&(topic.clone(), *p)).copied();
+        for offset in part_leaves.keys() {
+            if last.is_none_or(|l| *offset > l) {
+                report.problem(
+                    format!("{topic}/{p}@{offset}"),
+                    "record is not covered by any anchor",
+                );
+                break;
+            }
+        }
+    }
+
+    // Completeness.
+    if let Some(input) = input {
+        report.input_records = Some(input.len());
+        let input_set: HashSet<&Coord> = input.iter().collect();
+        let mut missing: Vec<&Coord> = input.iter().filter(|c| !seen.contains(*c)).collect();
+        missing.sort();
+        for c in missing {
+            report.problem(
+                format!("{}/{}@{}", c.0, c.1, c.2),
+                "input record is neither chained nor quarantined (lost)",
+            );
+        }
+        let mut extra: Vec<&Coord> = seen.iter().filter(|c| !input_set.contains(c)).collect();
+        extra.sort();
+        for c in extra {
+            report.problem(
+                format!("{}/{}@{}", c.0, c.1, c.2),
+                "output refers to an input record that is not in the committed input",
+            );
+        }
+    }
+    report
+}
+
+/// Reads every partition of `topic` to its end (`read_committed`), handing
+/// each record to `f`.
+pub fn read_topic(
+    config: &Config,
+    topic: &str,
+    mut f: impl FnMut(i32, i64, Option<&[u8]>, Option<&[u8]>),
+) -> Result<()> {
+    let consumer: BaseConsumer<QuietContext> = base_client_config(config, "auditchain-verify")
+        .set(
+            "group.id",
+            format!("auditchain-verify-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create_with_context(QuietContext)
+        .map_err(|e| Error::kafka("creating a reader", e))?;
+    let partitions = partition_count(&consumer, topic, &config.kafka.bootstrap_servers)?
+        .ok_or_else(|| Error::Topic {
+            topic: topic.into(),
+            message: "does not exist".into(),
+        })?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(|e| Error::kafka("building the assignment", e))?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| Error::kafka(format!("assigning `{topic}`"), e))?;
+    let mut at_end = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while at_end.len() < partitions {
+        if Instant::now() > deadline {
+            return Err(Error::State(format!(
+                "reading `{topic}` did not reach its end within 300 s"
+            )));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                f(m.partition(), m.offset(), m.key(), m.payload());
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => return Err(Error::kafka(format!("reading `{topic}`"), e)),
+        }
+    }
+    Ok(())
+}
+
+/// Reads the three output topics of `config`.
+pub fn read_trail(config: &Config) -> Result<Trail> {
+    let mut trail = Trail::default();
+    let t = &config.topics;
+    let mut undecodable = Vec::new();
+    read_topic(
+        config,
+        &t.chained,
+        |p, o, _, v| match ChainedRecord::decode(v.unwrap_or_default()) {
+            Ok(r) => trail.chained.push(r),
+            Err(e) => undecodable.push((t.chained.clone(), p, o, e.to_string())),
+        },
+    )?;
+    read_topic(
+        config,
+        &t.quarantine,
+        |p, o, _, v| match QuarantineRecord::decode(v.unwrap_or_default()) {
+            Ok(r) => trail.quarantined.push(r),
+            Err(e) => undecodable.push((t.quarantine.clone(), p, o, e.to_string())),
+        },
+    )?;
+    read_topic(config, &t.anchors, |p, o, _, v| {
+        match AnchorBatch::decode(v.unwrap_or_default()) {
+            Ok(r) => trail.anchors.push(r),
+            Err(e) => undecodable.push((t.anchors.clone(), p, o, e.to_string())),
+        }
+    })?;
+    trail.undecodable = undecodable;
+    Ok(trail)
+}
+
+/// The coordinates of every committed data record of the input topic.
+pub fn read_input_coords(config: &Config) -> Result<Vec<Coord>> {
+    let topic = config.topics.input.clone();
+    let mut coords = Vec::new();
+    read_topic(config, &topic, |p, o, _, _| {
+        coords.push((topic.clone(), p as u32, o as u64))
+    })?;
+    Ok(coords)
+}
