@@ -76,6 +76,14 @@ impl Report {
     }
 }
 
+/// A record's Merkle leaf data and what the record says about itself.
+#[derive(Debug, Clone, Copy)]
+struct Leaf {
+    hash: Hash,
+    chained: bool,
+    anchor_seq: u64,
+}
+
 fn short(h: &Hash) -> String {
     hex::encode(&h[..8])
 }
@@ -200,7 +208,7 @@ pub fn check(
     }
 
     // Leaves by source partition and offset; duplicates across both sets.
-    let mut leaves: HashMap<(String, u32), BTreeMap<u64, (Hash, bool, u64)>> = HashMap::new();
+    let mut leaves: HashMap<(String, u32), BTreeMap<u64, Leaf>> = HashMap::new();
     let mut seen: HashSet<Coord> = HashSet::new();
     let mut coords: Vec<(Coord, Hash, bool, u64)> =
         Vec::with_capacity(trail.chained.len() + trail.quarantined.len());
@@ -235,7 +243,7 @@ pub fn check(
             q.anchor_seq,
         ));
     }
-    for (coord, hash, chained, anchor_seq) in coords {
+    for (coord, leaf) in coords {
         if !seen.insert(coord.clone()) {
             report.problem(
                 format!("{}/{}@{}", coord.0, coord.1, coord.2),
@@ -314,7 +322,7 @@ pub fn check(
             if chained != a.chained_count || quarantined != a.quarantined_count {
                 report.problem(&place, format!("covers {chained} chained and {quarantined} quarantined records in offsets {}..={}, the anchor says {} and {}", a.first_offset, a.last_offset, a.chained_count, a.quarantined_count));
             }
-            let hashes: Vec<Hash> = segment.iter().map(|(_, (h, _, _))| *h).collect();
+            let hashes: Vec<Hash> = segment.iter().map(|(_, l)| l.hash).collect();
             if chain::merkle_root(&hashes) != Some(a.merkle_root) {
                 report.problem(
                     &place,
