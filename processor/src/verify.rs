@@ -210,14 +210,17 @@ pub fn check(
     // Leaves by source partition and offset; duplicates across both sets.
     let mut leaves: HashMap<(String, u32), BTreeMap<u64, Leaf>> = HashMap::new();
     let mut seen: HashSet<Coord> = HashSet::new();
-    let mut coords: Vec<(Coord, Hash, bool, u64)> =
+    let mut coords: Vec<(Coord, Leaf)> =
         Vec::with_capacity(trail.chained.len() + trail.quarantined.len());
     coords.extend(trail.chained.iter().map(|r| {
+        let leaf = Leaf {
+            hash: r.entry_hash,
+            chained: true,
+            anchor_seq: r.anchor_seq,
+        };
         (
             (r.source_topic.clone(), r.source_partition, r.source_offset),
-            r.entry_hash,
-            true,
-            r.anchor_seq,
+            leaf,
         )
     }));
     for q in &trail.quarantined {
@@ -236,11 +239,14 @@ pub fn check(
         if qh != q.quarantine_hash {
             report.problem(place, "quarantine_hash does not recompute");
         }
+        let leaf = Leaf {
+            hash: qh,
+            chained: false,
+            anchor_seq: q.anchor_seq,
+        };
         coords.push((
             (q.source_topic.clone(), q.source_partition, q.source_offset),
-            qh,
-            false,
-            q.anchor_seq,
+            leaf,
         ));
     }
     for (coord, leaf) in coords {
@@ -254,7 +260,7 @@ pub fn check(
         leaves
             .entry((coord.0, coord.1))
             .or_default()
-            .insert(coord.2, (hash, chained, anchor_seq));
+            .insert(coord.2, leaf);
     }
 
     // Anchors.
@@ -315,9 +321,9 @@ pub fn check(
                     }
                 }
             }
-            let segment: Vec<(&u64, &(Hash, bool, u64))> =
+            let segment: Vec<(&u64, &Leaf)> =
                 part_leaves.range(a.first_offset..=a.last_offset).collect();
-            let chained = segment.iter().filter(|(_, (_, c, _))| *c).count() as u64;
+            let chained = segment.iter().filter(|(_, l)| l.chained).count() as u64;
             let quarantined = segment.len() as u64 - chained;
             if chained != a.chained_count || quarantined != a.quarantined_count {
                 report.problem(&place, format!("covers {chained} chained and {quarantined} quarantined records in offsets {}..={}, the anchor says {} and {}", a.first_offset, a.last_offset, a.chained_count, a.quarantined_count));
@@ -329,8 +335,9 @@ pub fn check(
                     "merkle_root does not recompute from the records it covers",
                 );
             }
-            for (offset, (_, _, seq)) in &segment {
-                if *seq != a.anchor_seq {
+            for (offset, leaf) in &segment {
+                let seq = leaf.anchor_seq;
+                if seq != a.anchor_seq {
                     report.problem(
                         format!("{topic}/{p}@{offset}"),
                         format!(
@@ -473,4 +480,159 @@ pub fn read_input_coords(config: &Config) -> Result<Vec<Coord>> {
         coords.push((topic.clone(), p as u32, o as u64))
     })?;
     Ok(coords)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::{Anchor, TenantHead};
+    use crate::route::Reason;
+    use ed25519_dalek::SigningKey;
+
+    struct Built {
+        trail: Trail,
+        keys: KeySet,
+        processors: HashMap<String, VerifyingKey>,
+        input: Vec<Coord>,
+    }
+
+    /// A valid trail: tenant `a` at offsets 0, 1, 3; a quarantined record at
+    /// 2; one anchor over 0..=3.
+    fn build() -> Built {
+        let producer = SigningKey::from_bytes(&[1; 32]);
+        let processor = SigningKey::from_bytes(&[2; 32]);
+        let keys = KeySet::parse(
+            &format!(
+                "[[keys]]\nkey_id = \"p\"\npublic_key = \"{}\"\n",
+                hex::encode(producer.verifying_key().to_bytes())
+            ),
+            std::path::Path::new("k"),
+        )
+        .expect("keys");
+        let mut trail = Trail::default();
+        let mut prev = ZERO;
+        let mut leaves = Vec::new();
+        for (seq, offset) in [(1u64, 0u64), (2, 1), (3, 3)] {
+            let event = vec![0, 0, 0, 0, 1, seq as u8];
+            let digest = chain::event_digest(&event);
+            let entry = chain::entry_hash("a", seq, &prev, &digest, "in", 0, offset);
+            trail.chained.push(ChainedRecord {
+                tenant_id: "a".into(),
+                seq,
+                prev_hash: prev,
+                entry_hash: entry,
+                event_digest: digest,
+                source_topic: "in".into(),
+                source_partition: 0,
+                source_offset: offset,
+                source_timestamp_ms: 0,
+                key_id: "p".into(),
+                producer_sig: chain::sign(&producer, &chain::event_msg("a", &event)).to_vec(),
+                event,
+                anchor_seq: 1,
+            });
+            prev = entry;
+            leaves.push((offset, entry));
+        }
+        let qh = chain::quarantine_hash("in", 0, 2, b"", b"junk", "MISSING_KEY");
+        trail.quarantined.push(QuarantineRecord {
+            reason: Reason::MissingKey,
+            detail: String::new(),
+            source_topic: "in".into(),
+            source_partition: 0,
+            source_offset: 2,
+            source_timestamp_ms: 0,
+            raw_key: None,
+            raw_value: Some(b"junk".to_vec()),
+            headers: Vec::new(),
+            quarantine_hash: qh,
+            anchor_seq: 1,
+        });
+        leaves.push((2, qh));
+        leaves.sort_by_key(|(o, _)| *o);
+        let hashes: Vec<Hash> = leaves.iter().map(|(_, h)| *h).collect();
+        let anchor = Anchor {
+            source_topic: "in".into(),
+            source_partition: 0,
+            anchor_seq: 1,
+            prev_anchor_hash: ZERO,
+            first_offset: 0,
+            last_offset: 3,
+            chained_count: 3,
+            quarantined_count: 1,
+            merkle_root: chain::merkle_root(&hashes).expect("leaves"),
+            tenant_heads: vec![TenantHead {
+                tenant_id: "a".into(),
+                seq: 3,
+                entry_hash: prev,
+            }],
+            created_at_us: 1,
+            signer_key_id: "proc".into(),
+        };
+        let msg = anchor.message();
+        trail.anchors.push(AnchorBatch {
+            anchor_hash: chain::hash::h(&msg),
+            signature: chain::sign(&processor, &msg).to_vec(),
+            processor_id: "i".into(),
+            anchor,
+        });
+        Built {
+            trail,
+            keys,
+            processors: HashMap::from([("proc".to_string(), processor.verifying_key())]),
+            input: (0..4).map(|o| ("in".to_string(), 0, o)).collect(),
+        }
+    }
+
+    fn problems(b: &Built) -> Vec<Problem> {
+        check(&b.trail, &b.keys, &b.processors, Some(&b.input)).problems
+    }
+
+    #[test]
+    fn a_valid_trail_verifies() {
+        let b = build();
+        assert_eq!(problems(&b), Vec::new());
+    }
+
+    #[test]
+    fn every_kind_of_tampering_is_found() {
+        let cases: Vec<(&str, fn(&mut Built))> = vec![
+            ("changed event byte", |b| b.trail.chained[1].event[5] ^= 1),
+            ("dropped chained record", |b| {
+                b.trail.chained.remove(1);
+            }),
+            ("swapped records", |b| {
+                let (x, y) = (
+                    b.trail.chained[0].source_offset,
+                    b.trail.chained[1].source_offset,
+                );
+                b.trail.chained[0].source_offset = y;
+                b.trail.chained[1].source_offset = x;
+            }),
+            ("duplicated record", |b| {
+                let dup = b.trail.chained[2].clone();
+                b.trail.chained.push(dup);
+            }),
+            ("removed quarantine record", |b| {
+                b.trail.quarantined.clear();
+            }),
+            ("anchor re-signed by an unknown key", |b| {
+                let other = SigningKey::from_bytes(&[9; 32]);
+                b.trail.anchors[0].signature =
+                    chain::sign(&other, &b.trail.anchors[0].anchor.message()).to_vec();
+            }),
+            ("anchor count edited", |b| {
+                b.trail.anchors[0].anchor.chained_count = 2
+            }),
+            ("input record lost", |b| b.input.push(("in".into(), 0, 4))),
+            ("quarantine reason edited", |b| {
+                b.trail.quarantined[0].reason = Reason::Oversized
+            }),
+        ];
+        for (name, tamper) in cases {
+            let mut b = build();
+            tamper(&mut b);
+            assert!(!problems(&b).is_empty(), "{name} was not detected");
+        }
+    }
 }
