@@ -596,7 +596,8 @@ mod tests {
 
     #[test]
     fn every_kind_of_tampering_is_found() {
-        let cases: Vec<(&str, fn(&mut Built))> = vec![
+        type Tamper = fn(&mut Built);
+        let cases: Vec<(&str, Tamper)> = vec![
             ("changed event byte", |b| b.trail.chained[1].event[5] ^= 1),
             ("dropped chained record", |b| {
                 b.trail.chained.remove(1);

@@ -142,6 +142,14 @@ pub struct Fixture {
 impl Fixture {
     /// Creates keys and the input topic with `partitions` partitions.
     pub async fn new(partitions: i32, registry: bool) -> Fixture {
+        // Processor logs go to the test's captured output, shown on failure.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn")),
+            )
+            .try_init();
         let dir = tempfile::tempdir().expect("tempdir");
         let keys = dir.path();
         for id in ["processor-1", "good", "revoked", "restricted"] {
