@@ -28,7 +28,11 @@ pub struct QuietContext;
 
 impl ClientContext for QuietContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let at_end = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !at_end {
             tracing::warn!(error = %error, reason, "librdkafka error");
         }
     }
@@ -163,6 +167,77 @@ pub async fn ensure_output_partitions(config: &Config, needed: usize) -> Result<
         }
     }
     Ok(grown)
+}
+
+/// Consumer lag of the group on one input partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// Partition.
+    pub partition: i32,
+    /// High watermark (next offset to be written).
+    pub high: i64,
+    /// The group's committed offset (next offset to process), 0 if none.
+    pub committed: i64,
+}
+
+impl PartitionLag {
+    /// Records not yet processed. Counts transaction markers of a
+    /// transactional upstream too, so it can read 1 per open or recently
+    /// finished upstream transaction when fully caught up.
+    pub fn records(&self) -> i64 {
+        (self.high - self.committed).max(0)
+    }
+}
+
+/// The group's lag on every partition of the input topic. Blocking.
+pub fn group_lag(config: &Config) -> Result<Vec<PartitionLag>> {
+    let consumer: BaseConsumer<QuietContext> = base_client_config(config, "auditchain-status")
+        .set("group.id", &config.kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .create_with_context(QuietContext)
+        .map_err(|e| Error::kafka("creating a status client", e))?;
+    let topic = &config.topics.input;
+    let partitions = partition_count(&consumer, topic, &config.kafka.bootstrap_servers)?
+        .ok_or_else(|| Error::Topic {
+            topic: topic.clone(),
+            message: "does not exist".into(),
+        })?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, ADMIN_TIMEOUT)
+        .map_err(|e| {
+            Error::kafka(
+                format!(
+                    "reading the committed offsets of group `{}`",
+                    config.kafka.group_id
+                ),
+                e,
+            )
+        })?;
+    let mut out = Vec::with_capacity(partitions);
+    for p in 0..partitions as i32 {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, ADMIN_TIMEOUT)
+            .map_err(|e| {
+                Error::kafka(
+                    format!("reading the watermarks of `{topic}` partition {p}"),
+                    e,
+                )
+            })?;
+        let committed = match committed.find_partition(topic, p).map(|e| e.offset()) {
+            Some(rdkafka::Offset::Offset(o)) => o,
+            _ => 0,
+        };
+        out.push(PartitionLag {
+            partition: p,
+            high,
+            committed,
+        });
+    }
+    Ok(out)
 }
 
 /// The output topics and their required layout.

@@ -45,6 +45,28 @@ enum Command {
     },
     /// Publish signed AuditEvents to the input topic, optionally mixed with bad records.
     Produce(ProduceArgs),
+    /// Show the consumer group's lag on every input partition.
+    Status {
+        /// The processor's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Wait until the lag is 0 on every partition, failing after this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        wait_caught_up: Option<u64>,
+    },
+    /// Verify the audit trail: chains, anchors, signatures, and completeness against the input.
+    /// Exit code 0: verified; 1: a verification failure; 2: could not run.
+    Verify {
+        /// The processor's configuration file (topics, broker, producer key set).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A processor public key that anchors may be signed with, as KEY_ID=FILE (repeatable).
+        #[arg(long = "processor-key", value_name = "KEY_ID=FILE", required = true)]
+        processor_keys: Vec<String>,
+        /// Skip the completeness check against the input topic.
+        #[arg(long)]
+        no_input: bool,
+    },
     /// Check that a Kafka cluster (and schema registry) supports what auditchain needs:
     /// a committed and an aborted transaction on a scratch topic, read back read_committed.
     Smoke {
@@ -235,6 +257,109 @@ fn init_logging(json: bool) {
     }
 }
 
+/// Exit code for "verification failed" (2 is "could not run").
+const EXIT_NOT_VERIFIED: u8 = 1;
+
+#[derive(Debug)]
+struct NotVerified;
+
+impl std::fmt::Display for NotVerified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the audit trail did not verify")
+    }
+}
+
+impl std::error::Error for NotVerified {}
+
+fn status(config: PathBuf, wait: Option<u64>) -> anyhow::Result<()> {
+    let config = auditchain::config::Config::load(&config)
+        .with_context(|| format!("loading {}", config.display()))?;
+    let deadline = wait.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
+    loop {
+        let lag = auditchain::kafka::group_lag(&config)?;
+        let total: i64 = lag.iter().map(|l| l.records()).sum();
+        match deadline {
+            Some(d) if total > 0 => {
+                anyhow::ensure!(
+                    std::time::Instant::now() < d,
+                    "group `{}` still lags {total} records",
+                    config.kafka.group_id
+                );
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            _ => {
+                println!("partition  high-watermark  committed  lag");
+                for l in &lag {
+                    println!(
+                        "{:>9}  {:>14}  {:>9}  {:>3}",
+                        l.partition,
+                        l.high,
+                        l.committed,
+                        l.records()
+                    );
+                }
+                println!("group `{}` lag: {total} records", config.kafka.group_id);
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn verify(config: PathBuf, processor_keys: Vec<String>, no_input: bool) -> anyhow::Result<()> {
+    use std::collections::{BTreeMap, HashMap};
+    let config = auditchain::config::Config::load(&config)
+        .with_context(|| format!("loading {}", config.display()))?;
+    let mut keys = HashMap::new();
+    for spec in &processor_keys {
+        let (id, file) = spec
+            .split_once('=')
+            .with_context(|| format!("--processor-key `{spec}`: expected KEY_ID=FILE"))?;
+        keys.insert(
+            id.to_string(),
+            auditchain::keys::load_verifying_key(std::path::Path::new(file))?,
+        );
+    }
+    let producer_keys = auditchain::keys::KeySet::load(&config.producer_keys.file)?;
+    let trail = auditchain::verify::read_trail(&config)?;
+    let input = if no_input {
+        None
+    } else {
+        Some(auditchain::verify::read_input_coords(&config)?)
+    };
+    let report = auditchain::verify::check(&trail, &producer_keys, &keys, input.as_deref());
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    for q in &trail.quarantined {
+        *reasons.entry(q.reason.code()).or_default() += 1;
+    }
+    println!(
+        "verify: {} chained records in {} chains, {} quarantined, {} anchors",
+        report.chained,
+        report.chains.len(),
+        report.quarantined,
+        report.anchors
+    );
+    for (reason, n) in &reasons {
+        println!("  quarantined {reason}: {n}");
+    }
+    match report.input_records {
+        Some(n) => println!("  input records compared: {n}"),
+        None => println!("  completeness against the input: not checked (--no-input)"),
+    }
+    if report.ok() {
+        println!("verify: OK — nothing lost, altered, duplicated or reordered");
+        Ok(())
+    } else {
+        println!(
+            "verify: FAILED with {} problems; the first:",
+            report.problems.len()
+        );
+        for p in report.problems.iter().take(20) {
+            println!("  {}: {}", p.place, p.what);
+        }
+        Err(NotVerified.into())
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => run_processor(config).await,
@@ -249,6 +374,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Produce(args) => produce(args).await,
+        Command::Status {
+            config,
+            wait_caught_up,
+        } => tokio::task::spawn_blocking(move || status(config, wait_caught_up)).await?,
+        Command::Verify {
+            config,
+            processor_keys,
+            no_input,
+        } => tokio::task::spawn_blocking(move || verify(config, processor_keys, no_input)).await?,
         Command::Smoke {
             bootstrap_servers,
             registry_url,
@@ -326,9 +460,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<NotVerified>() => ExitCode::from(EXIT_NOT_VERIFIED),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }
