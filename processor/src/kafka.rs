@@ -44,6 +44,9 @@ impl ConsumerContext for QuietContext {}
 /// unreachable.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long start-up waits for a just-created input topic to appear.
+const INPUT_TOPIC_GRACE: Duration = Duration::from_secs(15);
+
 /// The base client configuration: bootstrap servers, then the raw
 /// `[librdkafka]` properties.
 pub fn base_client_config(config: &Config, client_id: &str) -> ClientConfig {
@@ -271,11 +274,25 @@ pub async fn ensure_topics(config: &Config) -> Result<TopicReport> {
         .map_err(|e| Error::kafka("creating a metadata client", e))?;
     let bootstrap = &config.kafka.bootstrap_servers;
     let input = &config.topics.input;
-    let input_partitions =
-        partition_count(&probe, input, bootstrap)?.ok_or_else(|| Error::Topic {
-            topic: input.clone(),
-            message: "the input topic does not exist; create it (its partition count is the ceiling on instances) before starting the processor".into(),
-        })?;
+    // A topic created moments ago may not be in every broker's metadata yet
+    // (KRaft propagates it asynchronously): give it a few seconds before
+    // calling it missing.
+    let deadline = std::time::Instant::now() + INPUT_TOPIC_GRACE;
+    let input_partitions = loop {
+        match partition_count(&probe, input, bootstrap) {
+            Ok(Some(n)) => break n,
+            Ok(None) | Err(Error::Topic { .. }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Ok(None) => {
+                return Err(Error::Topic {
+                    topic: input.clone(),
+                    message: "the input topic does not exist; create it (its partition count is the ceiling on instances) before starting the processor".into(),
+                })
+            }
+            Err(e) => return Err(e),
+        }
+    };
 
     let mut missing = Vec::new();
     for (topic, compacted) in output_topics(config) {

@@ -46,7 +46,7 @@ async fn two_instances_split_the_partitions() {
     }
 
     let produced = fx.produce(&fx.spec(1200, 16, 1)).await;
-    fx.wait_caught_up(Duration::from_secs(120)).await;
+    fx.wait_caught_up(&[&a, &b], Duration::from_secs(120)).await;
     let sa = a.stop();
     let sb = b.stop();
 

@@ -15,7 +15,8 @@ async fn growing_the_input_topic_keeps_every_chain_intact() {
     let fx = common::Fixture::new(2, false).await;
     let running = fx.start("growth-1");
     fx.produce(&fx.spec(600, 12, 0)).await;
-    fx.wait_caught_up(Duration::from_secs(120)).await;
+    fx.wait_caught_up(&[&running], Duration::from_secs(120))
+        .await;
 
     let admin: AdminClient<DefaultClientContext> = common::client_config().create().expect("admin");
     let input = fx.config("x").topics.input;
@@ -31,7 +32,8 @@ async fn growing_the_input_topic_keeps_every_chain_intact() {
     }
 
     fx.produce(&fx.spec(600, 12, 0)).await;
-    fx.wait_caught_up(Duration::from_secs(120)).await;
+    fx.wait_caught_up(&[&running], Duration::from_secs(120))
+        .await;
     let summary = running.stop();
 
     let (_, report) = tokio::task::block_in_place(|| fx.verify());

@@ -15,7 +15,8 @@ async fn mixed_stream_is_chained_and_quarantined_exactly() {
     let running = fx.start("mixed-1");
     let report = fx.produce(&fx.spec(600, 7, 2)).await;
     assert_eq!(report.records.len(), 620);
-    fx.wait_caught_up(Duration::from_secs(120)).await;
+    fx.wait_caught_up(&[&running], Duration::from_secs(120))
+        .await;
     let summary = running.stop();
 
     let (trail, verdict) = tokio::task::block_in_place(|| fx.verify());

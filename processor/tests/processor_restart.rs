@@ -12,7 +12,8 @@ async fn chains_continue_across_a_restart_mid_stream() {
     let first = fx.produce(&fx.spec(1500, 5, 0)).await;
 
     let running = fx.start("restart-1");
-    fx.wait_progress(200, Duration::from_secs(60)).await;
+    fx.wait_progress(&running, 200, Duration::from_secs(60))
+        .await;
     let before = running.stop();
     let lag = tokio::task::block_in_place(|| fx.lag());
     let done: i64 = lag.values().map(|(_, d)| d).sum();
@@ -21,7 +22,8 @@ async fn chains_continue_across_a_restart_mid_stream() {
     // More records arrive while it is down.
     let second = fx.produce(&fx.spec(500, 5, 1)).await;
     let running = fx.start("restart-1");
-    fx.wait_caught_up(Duration::from_secs(120)).await;
+    fx.wait_caught_up(&[&running], Duration::from_secs(120))
+        .await;
     let after = running.stop();
 
     let (trail, report) = tokio::task::block_in_place(|| fx.verify());

@@ -69,6 +69,32 @@ pub async fn create_topic(topic: &str, partitions: i32, configs: &[(&str, &str)]
     for r in results {
         r.unwrap_or_else(|(name, code)| panic!("creating topic {name}: {code}"));
     }
+    // The controller has created it; wait until the broker's metadata shows
+    // every partition with a leader, so clients see it at once.
+    let probe: BaseConsumer = client_config().create().expect("metadata client");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = tokio::task::block_in_place(|| {
+            probe.fetch_metadata(Some(topic), Duration::from_secs(5))
+        })
+        .map(|md| {
+            md.topics().iter().any(|t| {
+                t.name() == topic
+                    && t.error().is_none()
+                    && t.partitions().len() == partitions as usize
+                    && t.partitions().iter().all(|p| p.leader() >= 0)
+            })
+        })
+        .unwrap_or(false);
+        if ready {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "topic {topic} did not become available"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Reads every partition of `topic` from the beginning until librdkafka
@@ -261,11 +287,25 @@ impl Fixture {
         let shutdown = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&shutdown);
         let rt = tokio::runtime::Handle::current();
+        let failure = Arc::new(std::sync::Mutex::new(None));
+        let failed = Arc::clone(&failure);
         let thread = std::thread::Builder::new()
             .name(format!("processor-{instance_id}"))
-            .spawn(move || auditchain::processor::run(config, flag, rt))
+            .spawn(move || {
+                let result = auditchain::processor::run(config, flag, rt);
+                if let Err(e) = &result {
+                    if let Ok(mut f) = failed.lock() {
+                        *f = Some(e.to_string());
+                    }
+                }
+                result
+            })
             .expect("spawn processor");
-        Running { shutdown, thread }
+        Running {
+            shutdown,
+            thread,
+            failure,
+        }
     }
 
     /// Input high watermarks vs the group's committed offsets, per partition.
@@ -304,9 +344,10 @@ impl Fixture {
 
     /// Waits until the group has committed every input record (or `limit`
     /// passes, which fails the test).
-    pub async fn wait_caught_up(&self, limit: Duration) {
+    pub async fn wait_caught_up(&self, running: &[&Running], limit: Duration) {
         let deadline = Instant::now() + limit;
         loop {
+            running.iter().for_each(|r| r.assert_alive());
             let lag = tokio::task::block_in_place(|| self.lag());
             if lag.values().all(|(high, done)| done >= high) {
                 return;
@@ -320,9 +361,10 @@ impl Fixture {
     }
 
     /// Waits until the group has committed at least `n` records in total.
-    pub async fn wait_progress(&self, n: i64, limit: Duration) {
+    pub async fn wait_progress(&self, running: &Running, n: i64, limit: Duration) {
         let deadline = Instant::now() + limit;
         loop {
+            running.assert_alive();
             let lag = tokio::task::block_in_place(|| self.lag());
             if lag.values().map(|(_, done)| done).sum::<i64>() >= n {
                 return;
@@ -353,9 +395,23 @@ impl Fixture {
 pub struct Running {
     shutdown: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<auditchain::Result<RunSummary>>,
+    failure: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Running {
+    /// Panics if the processor has stopped on its own with an error.
+    pub fn assert_alive(&self) {
+        if let Ok(f) = self.failure.lock() {
+            if let Some(e) = f.as_ref() {
+                panic!("the processor stopped with an error: {e}");
+            }
+        }
+        assert!(
+            !self.thread.is_finished(),
+            "the processor stopped on its own"
+        );
+    }
+
     /// Asks it to stop (as SIGTERM does) and waits for it.
     pub fn stop(self) -> RunSummary {
         self.shutdown.store(true, Ordering::Relaxed);
