@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod keys;
 pub mod processor;
 pub mod produce;
+pub mod prove;
 pub mod records;
 pub mod registry;
 pub mod route;

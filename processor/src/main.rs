@@ -56,16 +56,40 @@ enum Command {
     },
     /// Verify the audit trail: chains, anchors, signatures, and completeness against the input.
     /// Exit code 0: verified; 1: a verification failure; 2: could not run.
-    Verify {
-        /// The processor's configuration file (topics, broker, producer key set).
+    Verify(VerifyArgs),
+    /// Build the proof for one record: the record, its Merkle audit path and the signed anchor,
+    /// as JSON that `check-proof` checks offline with public keys only.
+    Prove {
+        /// The processor's configuration file (topics, broker).
         #[arg(long, short)]
         config: PathBuf,
-        /// A processor public key that anchors may be signed with, as KEY_ID=FILE (repeatable).
+        /// Source partition of the record.
+        #[arg(long)]
+        partition: Option<u32>,
+        /// Source offset of the record (with --partition).
+        #[arg(long, requires = "partition", conflicts_with_all = ["tenant", "seq"])]
+        offset: Option<u64>,
+        /// Tenant of the record (with --seq).
+        #[arg(long, requires = "seq")]
+        tenant: Option<String>,
+        /// Seq of the record in the tenant's chain (with --tenant).
+        #[arg(long, requires = "tenant")]
+        seq: Option<u64>,
+        /// Write the proof here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a proof from `prove` offline. Exit code 0: it holds; 1: it does not; 2: could not run.
+    CheckProof {
+        /// The proof (JSON).
+        #[arg(long)]
+        proof: PathBuf,
+        /// A processor public key, as KEY_ID=FILE (repeatable).
         #[arg(long = "processor-key", value_name = "KEY_ID=FILE", required = true)]
         processor_keys: Vec<String>,
-        /// Skip the completeness check against the input topic.
+        /// The producer key set (TOML), to check the producer's signature too.
         #[arg(long)]
-        no_input: bool,
+        producer_keys: Option<PathBuf>,
     },
     /// Check that a Kafka cluster (and schema registry) supports what auditchain needs:
     /// a committed and an aborted transaction on a scratch topic, read back read_committed.
@@ -132,6 +156,51 @@ struct ProduceArgs {
     /// Bytes of opaque payload per event.
     #[arg(long, default_value_t = 0)]
     payload_bytes: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct VerifyArgs {
+    /// The processor's configuration file (topics, broker, producer key set).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// A processor public key that anchors may be signed with, as KEY_ID=FILE (repeatable:
+    /// every key used since the trail began, for rotation).
+    #[arg(long = "processor-key", value_name = "KEY_ID=FILE", required = true)]
+    processor_keys: Vec<String>,
+    /// Skip the completeness check against the input topic.
+    #[arg(long)]
+    no_input: bool,
+    /// Only this source partition (repeatable).
+    #[arg(long)]
+    partition: Vec<i32>,
+    /// Only this tenant's chains (completeness is then not checked).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Check completeness for input offsets from this one on.
+    #[arg(long)]
+    from_offset: Option<u64>,
+    /// ... up to this one.
+    #[arg(long)]
+    to_offset: Option<u64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn processor_keys(
+    specs: &[String],
+) -> anyhow::Result<std::collections::HashMap<String, ed25519_dalek::VerifyingKey>> {
+    let mut keys = std::collections::HashMap::new();
+    for spec in specs {
+        let (id, file) = spec
+            .split_once('=')
+            .with_context(|| format!("--processor-key `{spec}`: expected KEY_ID=FILE"))?;
+        keys.insert(
+            id.to_string(),
+            auditchain::keys::load_verifying_key(std::path::Path::new(file))?,
+        );
+    }
+    Ok(keys)
 }
 
 fn parse_inject(s: &str) -> Result<(String, usize), String> {
@@ -305,56 +374,132 @@ fn status(config: PathBuf, wait: Option<u64>) -> anyhow::Result<()> {
     }
 }
 
-fn verify(config: PathBuf, processor_keys: Vec<String>, no_input: bool) -> anyhow::Result<()> {
-    use std::collections::{BTreeMap, HashMap};
-    let config = auditchain::config::Config::load(&config)
-        .with_context(|| format!("loading {}", config.display()))?;
-    let mut keys = HashMap::new();
-    for spec in &processor_keys {
-        let (id, file) = spec
-            .split_once('=')
-            .with_context(|| format!("--processor-key `{spec}`: expected KEY_ID=FILE"))?;
-        keys.insert(
-            id.to_string(),
-            auditchain::keys::load_verifying_key(std::path::Path::new(file))?,
-        );
-    }
+fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let config = auditchain::config::Config::load(&args.config)
+        .with_context(|| format!("loading {}", args.config.display()))?;
+    let keys = processor_keys(&args.processor_keys)?;
     let producer_keys = auditchain::keys::KeySet::load(&config.producer_keys.file)?;
-    let trail = auditchain::verify::read_trail(&config)?;
-    let input = if no_input {
-        None
-    } else {
-        Some(auditchain::verify::read_input_coords(&config)?)
+    let options = auditchain::verify::Options {
+        partitions: (!args.partition.is_empty()).then(|| args.partition.clone()),
+        tenant: args.tenant.clone(),
+        offsets: match (args.from_offset, args.to_offset) {
+            (None, None) => None,
+            (lo, hi) => Some((lo.unwrap_or(0), hi.unwrap_or(u64::MAX))),
+        },
+        check_input: !args.no_input,
     };
-    let report = auditchain::verify::check(&trail, &producer_keys, &keys, input.as_deref());
-    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
-    for q in &trail.quarantined {
-        *reasons.entry(q.reason.code()).or_default() += 1;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "verifying partition {pos}/{len} {wide_bar} {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let report =
+        auditchain::verify::verify(&config, &producer_keys, &keys, &options, |done, total| {
+            if let Some(bar) = &bar {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            }
+        })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
-    println!(
-        "verify: {} chained records in {} chains, {} quarantined, {} anchors",
-        report.chained,
-        report.chains.len(),
-        report.quarantined,
-        report.anchors
-    );
-    for (reason, n) in &reasons {
-        println!("  quarantined {reason}: {n}");
-    }
-    match report.input_records {
-        Some(n) => println!("  input records compared: {n}"),
-        None => println!("  completeness against the input: not checked (--no-input)"),
-    }
-    if report.ok() {
-        println!("verify: OK — nothing lost, altered, duplicated or reordered");
-        Ok(())
+    if args.json {
+        let json = serde_json::json!({
+            "ok": report.ok(),
+            "chained": report.chained,
+            "quarantined": report.quarantined,
+            "anchors": report.anchors,
+            "input_records": report.input_records,
+            "chains": report.chains.iter().map(|((tenant, topic, partition), len)| serde_json::json!({
+                "tenant_id": tenant, "source_topic": topic, "source_partition": partition, "length": len,
+            })).collect::<Vec<_>>(),
+            "problems": report.problems.iter().map(|p| serde_json::json!({"place": p.place, "what": p.what})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         println!(
-            "verify: FAILED with {} problems; the first:",
-            report.problems.len()
+            "verify: {} chained records in {} chains, {} quarantined, {} anchors",
+            report.chained,
+            report.chains.len(),
+            report.quarantined,
+            report.anchors
         );
-        for p in report.problems.iter().take(20) {
-            println!("  {}: {}", p.place, p.what);
+        match report.input_records {
+            Some(n) => println!("  input records compared: {n}"),
+            None => println!("  completeness against the input: not checked"),
+        }
+        if report.ok() {
+            println!("verify: OK — nothing lost, altered, duplicated or reordered");
+        } else {
+            println!(
+                "verify: FAILED with {} problems; first broken place: {}",
+                report.problems.len(),
+                report.problems[0].place
+            );
+            for p in report.problems.iter().take(20) {
+                println!("  {}: {}", p.place, p.what);
+            }
+        }
+    }
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(NotVerified.into())
+    }
+}
+
+fn prove(
+    config: PathBuf,
+    target: auditchain::prove::Target,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let config = auditchain::config::Config::load(&config)
+        .with_context(|| format!("loading {}", config.display()))?;
+    let proof = auditchain::prove::prove(&config, &target)?;
+    let text = serde_json::to_string_pretty(&proof)? + "\n";
+    match out {
+        Some(path) => {
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+fn check_proof(
+    proof: PathBuf,
+    processor: Vec<String>,
+    producer_keys: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(&proof).with_context(|| format!("reading {}", proof.display()))?;
+    let proof: auditchain::prove::Proof =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a proof", "the file"))?;
+    let keys = processor_keys(&processor)?;
+    let producer = producer_keys
+        .map(|p| auditchain::keys::KeySet::load(&p))
+        .transpose()?;
+    let problems = auditchain::prove::check_proof(&proof, &keys, producer.as_ref());
+    if problems.is_empty() {
+        println!(
+            "check-proof: OK — {}/{}@{} is committed by anchor {} (signed by `{}`)",
+            proof.source_topic,
+            proof.source_partition,
+            proof.source_offset,
+            proof.anchor.anchor_seq,
+            proof.anchor.signer_key_id
+        );
+        Ok(())
+    } else {
+        println!("check-proof: FAILED");
+        for p in &problems {
+            println!("  {p}");
         }
         Err(NotVerified.into())
     }
@@ -378,11 +523,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             wait_caught_up,
         } => tokio::task::spawn_blocking(move || status(config, wait_caught_up)).await?,
-        Command::Verify {
+        Command::Verify(args) => tokio::task::spawn_blocking(move || verify(args)).await?,
+        Command::Prove {
             config,
+            partition,
+            offset,
+            tenant,
+            seq,
+            out,
+        } => {
+            let target = match (offset, tenant, seq) {
+                (Some(offset), _, _) => auditchain::prove::Target::Offset {
+                    partition: partition.context("--offset needs --partition")?,
+                    offset,
+                },
+                (None, Some(tenant), Some(seq)) => auditchain::prove::Target::Seq {
+                    tenant,
+                    seq,
+                    partition,
+                },
+                _ => anyhow::bail!(
+                    "name the record with --partition and --offset, or --tenant and --seq"
+                ),
+            };
+            tokio::task::spawn_blocking(move || prove(config, target, out)).await?
+        }
+        Command::CheckProof {
+            proof,
             processor_keys,
-            no_input,
-        } => tokio::task::spawn_blocking(move || verify(config, processor_keys, no_input)).await?,
+            producer_keys,
+        } => check_proof(proof, processor_keys, producer_keys),
         Command::Smoke {
             bootstrap_servers,
             registry_url,

@@ -388,11 +388,111 @@ pub fn check(
     report
 }
 
+/// What `verify` covers.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only these source partitions (all when `None`).
+    pub partitions: Option<Vec<i32>>,
+    /// Only this tenant's chains are reported; completeness is not checked
+    /// (the input is not read per tenant).
+    pub tenant: Option<String>,
+    /// Completeness is checked for input offsets in this range only.
+    pub offsets: Option<(u64, u64)>,
+    /// Compare against the committed input.
+    pub check_input: bool,
+}
+
+/// Verifies the trail of `config` partition by partition, so memory holds
+/// one partition's records at a time; `progress` is told each partition done.
+pub fn verify(
+    config: &Config,
+    producer_keys: &KeySet,
+    processor_keys: &HashMap<String, VerifyingKey>,
+    options: &Options,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Report> {
+    let partitions: Vec<i32> = match &options.partitions {
+        Some(ps) => ps.clone(),
+        None => (0..topic_partitions(config, &config.topics.input)? as i32).collect(),
+    };
+    let mut total = Report::default();
+    let check_input = options.check_input && options.tenant.is_none();
+    if check_input {
+        total.input_records = Some(0);
+    }
+    for (i, p) in partitions.iter().enumerate() {
+        let only = [*p];
+        let trail = read_trail_partitions(config, Some(&only))?;
+        let input = if check_input {
+            let mut coords = read_input_partitions(config, Some(&only))?;
+            if let Some((lo, hi)) = options.offsets {
+                coords.retain(|c| (lo..=hi).contains(&c.2));
+            }
+            Some(coords)
+        } else {
+            None
+        };
+        let mut report = check(&trail, producer_keys, processor_keys, input.as_deref());
+        if let Some((lo, hi)) = options.offsets {
+            // Output records outside the range are not "extra" when only a
+            // range of the input was compared.
+            report.problems.retain(|pr| {
+                !(pr.what.starts_with("output refers to an input record")
+                    && !offset_in_place(&pr.place).is_some_and(|o| (lo..=hi).contains(&o)))
+            });
+        }
+        if let Some(tenant) = &options.tenant {
+            report.chains.retain(|(t, _, _), _| t == tenant);
+            let prefix = format!("chain {tenant}@");
+            report
+                .problems
+                .retain(|pr| !pr.place.starts_with("chain ") || pr.place.starts_with(&prefix));
+        }
+        total.chains.extend(report.chains);
+        total.chained += report.chained;
+        total.quarantined += report.quarantined;
+        total.anchors += report.anchors;
+        if let (Some(t), Some(n)) = (total.input_records.as_mut(), report.input_records) {
+            *t += n;
+        }
+        total.problems.extend(report.problems);
+        progress(i + 1, partitions.len());
+    }
+    Ok(total)
+}
+
+fn offset_in_place(place: &str) -> Option<u64> {
+    place.rsplit_once('@').and_then(|(_, o)| o.parse().ok())
+}
+
 /// Reads every partition of `topic` to its end (`read_committed`), handing
 /// each record to `f`.
 pub fn read_topic(
     config: &Config,
     topic: &str,
+    f: impl FnMut(i32, i64, Option<&[u8]>, Option<&[u8]>),
+) -> Result<()> {
+    read_partitions(config, topic, None, f)
+}
+
+/// Number of partitions of `topic`.
+pub fn topic_partitions(config: &Config, topic: &str) -> Result<usize> {
+    let consumer: BaseConsumer<QuietContext> = base_client_config(config, "auditchain-verify")
+        .create_with_context(QuietContext)
+        .map_err(|e| Error::kafka("creating a metadata client", e))?;
+    partition_count(&consumer, topic, &config.kafka.bootstrap_servers)?.ok_or_else(|| {
+        Error::Topic {
+            topic: topic.into(),
+            message: "does not exist".into(),
+        }
+    })
+}
+
+/// Like [`read_topic`], for `only` partitions (all when `None`).
+pub fn read_partitions(
+    config: &Config,
+    topic: &str,
+    only: Option<&[i32]>,
     mut f: impl FnMut(i32, i64, Option<&[u8]>, Option<&[u8]>),
 ) -> Result<()> {
     let consumer: BaseConsumer<QuietContext> = base_client_config(config, "auditchain-verify")
@@ -410,9 +510,20 @@ pub fn read_topic(
             topic: topic.into(),
             message: "does not exist".into(),
         })?;
+    let wanted: Vec<i32> = match only {
+        Some(ps) => ps
+            .iter()
+            .copied()
+            .filter(|p| (*p as usize) < partitions)
+            .collect(),
+        None => (0..partitions as i32).collect(),
+    };
+    if wanted.is_empty() {
+        return Ok(());
+    }
     let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions as i32 {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
+    for p in &wanted {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
             .map_err(|e| Error::kafka("building the assignment", e))?;
     }
     consumer
@@ -420,7 +531,7 @@ pub fn read_topic(
         .map_err(|e| Error::kafka(format!("assigning `{topic}`"), e))?;
     let mut at_end = HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(300);
-    while at_end.len() < partitions {
+    while at_end.len() < wanted.len() {
         if Instant::now() > deadline {
             return Err(Error::State(format!(
                 "reading `{topic}` did not reach its end within 300 s"
@@ -443,40 +554,55 @@ pub fn read_topic(
 
 /// Reads the three output topics of `config`.
 pub fn read_trail(config: &Config) -> Result<Trail> {
+    read_trail_partitions(config, None)
+}
+
+/// Reads `only` partitions (all when `None`) of the three output topics.
+pub fn read_trail_partitions(config: &Config, only: Option<&[i32]>) -> Result<Trail> {
     let mut trail = Trail::default();
     let t = &config.topics;
     let mut undecodable = Vec::new();
-    read_topic(
+    read_partitions(
         config,
         &t.chained,
+        only,
         |p, o, _, v| match ChainedRecord::decode(v.unwrap_or_default()) {
             Ok(r) => trail.chained.push(r),
             Err(e) => undecodable.push((t.chained.clone(), p, o, e.to_string())),
         },
     )?;
-    read_topic(
+    read_partitions(
         config,
         &t.quarantine,
+        only,
         |p, o, _, v| match QuarantineRecord::decode(v.unwrap_or_default()) {
             Ok(r) => trail.quarantined.push(r),
             Err(e) => undecodable.push((t.quarantine.clone(), p, o, e.to_string())),
         },
     )?;
-    read_topic(config, &t.anchors, |p, o, _, v| {
-        match AnchorBatch::decode(v.unwrap_or_default()) {
+    read_partitions(
+        config,
+        &t.anchors,
+        only,
+        |p, o, _, v| match AnchorBatch::decode(v.unwrap_or_default()) {
             Ok(r) => trail.anchors.push(r),
             Err(e) => undecodable.push((t.anchors.clone(), p, o, e.to_string())),
-        }
-    })?;
+        },
+    )?;
     trail.undecodable = undecodable;
     Ok(trail)
 }
 
 /// The coordinates of every committed data record of the input topic.
 pub fn read_input_coords(config: &Config) -> Result<Vec<Coord>> {
+    read_input_partitions(config, None)
+}
+
+/// Like [`read_input_coords`], for `only` partitions.
+pub fn read_input_partitions(config: &Config, only: Option<&[i32]>) -> Result<Vec<Coord>> {
     let topic = config.topics.input.clone();
     let mut coords = Vec::new();
-    read_topic(config, &topic, |p, o, _, _| {
+    read_partitions(config, &topic, only, |p, o, _, _| {
         coords.push((topic.clone(), p as u32, o as u64))
     })?;
     Ok(coords)

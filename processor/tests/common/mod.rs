@@ -215,8 +215,8 @@ impl Fixture {
         self.dir.path().join(name)
     }
 
-    /// The config of instance `instance_id`.
-    pub fn config(&self, instance_id: &str) -> Config {
+    /// The config text of instance `instance_id`.
+    pub fn config_text(&self, instance_id: &str) -> String {
         let registry = if self.registry {
             format!("[schema_registry]\nurl = \"{}\"\n", registry_url())
         } else {
@@ -227,7 +227,7 @@ impl Fixture {
             .iter()
             .map(|(k, v)| format!("\"{k}\" = \"{v}\"\n"))
             .collect();
-        let text = format!(
+        format!(
             "[kafka]\nbootstrap_servers = \"{bootstrap}\"\ngroup_id = \"{group}\"\ninstance_id = \"{instance_id}\"\n\
              session_timeout_ms = 6000\n\
              [topics]\ninput = \"{p}.events\"\nchained = \"{p}.chained\"\nanchors = \"{p}.anchors\"\n\
@@ -242,8 +242,44 @@ impl Fixture {
             p = self.prefix,
             key = self.path("processor-1.secret").display(),
             keyset = self.path("producers.toml").display(),
-        );
-        Config::from_toml_with_env(&text, std::iter::empty()).expect("test config")
+        )
+    }
+
+    /// The config of instance `instance_id`.
+    pub fn config(&self, instance_id: &str) -> Config {
+        Config::from_toml_with_env(&self.config_text(instance_id), std::iter::empty())
+            .expect("test config")
+    }
+
+    /// The config of instance `instance_id` written to a file, for the binary.
+    pub fn config_file(&self, instance_id: &str) -> PathBuf {
+        let path = self.path(&format!("{instance_id}.toml"));
+        std::fs::write(&path, self.config_text(instance_id)).expect("write config");
+        path
+    }
+
+    /// Starts `auditchain run` as a child process, logging to `<instance>.log`.
+    pub fn spawn(&self, instance_id: &str) -> Child {
+        let config = self.config_file(instance_id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(&format!("{instance_id}.log")))
+            .expect("log file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_auditchain"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .env("NO_COLOR", "1")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn auditchain run");
+        Child {
+            child,
+            log: self.path(&format!("{instance_id}.log")),
+        }
     }
 
     fn key(&self, id: &str) -> NamedKey {
@@ -377,6 +413,63 @@ impl Fixture {
         }
     }
 
+    /// Committed input records of the group, over all partitions.
+    pub fn committed_total(&self) -> i64 {
+        tokio::task::block_in_place(|| self.lag())
+            .values()
+            .map(|(_, done)| done)
+            .sum()
+    }
+
+    /// Waits until `done(lag)` holds, calling `alive` between looks (it
+    /// panics when a processor died); fails after `limit`.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        mut alive: impl FnMut(),
+        done: impl Fn(&HashMap<i32, (i64, i64)>) -> bool,
+        limit: Duration,
+    ) {
+        let deadline = Instant::now() + limit;
+        loop {
+            alive();
+            let lag = tokio::task::block_in_place(|| self.lag());
+            if done(&lag) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {limit:?}: {lag:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Publishes `batches` batches of `per_batch` good events in the
+    /// background, `gap` apart, so a stream flows while a test breaks things.
+    /// The task returns how many records it published.
+    pub fn stream(
+        &self,
+        batches: usize,
+        per_batch: usize,
+        gap: Duration,
+    ) -> tokio::task::JoinHandle<usize> {
+        let config = self.config("producer");
+        let specs: Vec<Spec> = (0..batches).map(|_| self.spec(per_batch, 9, 0)).collect();
+        tokio::spawn(async move {
+            let mut sent = 0;
+            for spec in specs {
+                let report = auditchain::produce::produce(&config, &spec)
+                    .await
+                    .expect("produce");
+                sent += report.records.len();
+                // Pacing the input, not waiting for anything.
+                tokio::time::sleep(gap).await;
+            }
+            sent
+        })
+    }
+
     /// Reads the trail and checks it against the committed input.
     pub fn verify(&self) -> (auditchain::verify::Trail, auditchain::verify::Report) {
         let config = self.config("verifier");
@@ -388,6 +481,60 @@ impl Fixture {
         let processor_keys = HashMap::from([("processor-1".to_string(), processor_key)]);
         let report = auditchain::verify::check(&trail, &keys, &processor_keys, Some(&input));
         (trail, report)
+    }
+}
+
+/// `auditchain run` as a child process.
+pub struct Child {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Child {
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// SIGKILL: no chance to commit, abort or leave the group.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGSTOP: frozen, as a long GC pause or a hung VM.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    /// SIGTERM, then waits; panics unless it exits 0.
+    pub fn stop(mut self) {
+        self.signal("TERM");
+        let status = self.child.wait().expect("wait");
+        assert!(
+            status.success(),
+            "auditchain run exited with {status}; log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// Panics (with the log) if the process has exited.
+    pub fn assert_alive(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!(
+                "auditchain run exited on its own with {status}; log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
     }
 }
 

@@ -1,0 +1,58 @@
+//! A zombie: one of two instances is frozen (SIGSTOP) past the session
+//! timeout, its partitions move to the other, then it wakes (SIGCONT) with a
+//! transaction it believes is open. Nothing it writes may survive: the trail
+//! verifies, with every input record exactly once.
+
+mod common;
+
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_instance_cannot_write_after_it_wakes() {
+    let fx = common::Fixture::new(4, false).await;
+    let stream = fx.stream(50, 120, Duration::from_millis(150));
+    let mut a = fx.spawn("zombie-a");
+    let mut b = fx.spawn("zombie-b");
+    let target = fx.committed_total() + 500;
+    fx.wait_for(
+        "both running",
+        || {
+            a.assert_alive();
+            b.assert_alive();
+        },
+        |l| l.values().map(|(_, d)| d).sum::<i64>() >= target,
+        Duration::from_secs(120),
+    )
+    .await;
+
+    a.pause();
+    // While a is frozen, b must take over all partitions: every partition's
+    // committed offset moves on past where it was at the freeze.
+    let frozen_at = tokio::task::block_in_place(|| fx.lag());
+    fx.wait_for(
+        "b takes over the frozen instance's partitions",
+        || b.assert_alive(),
+        |l| l.iter().all(|(p, (_, d))| *d > frozen_at[p].1),
+        Duration::from_secs(120),
+    )
+    .await;
+    a.resume();
+
+    let sent = stream.await.expect("producer task");
+    fx.wait_for(
+        "catch-up after the zombie woke",
+        || {
+            a.assert_alive();
+            b.assert_alive();
+        },
+        |l| l.values().all(|(h, d)| d >= h),
+        Duration::from_secs(180),
+    )
+    .await;
+    a.stop();
+    b.stop();
+
+    let (_, report) = tokio::task::block_in_place(|| fx.verify());
+    common::assert_verified(&report);
+    assert_eq!(report.input_records, Some(sent));
+}
