@@ -2,6 +2,9 @@
 //! `AnchorBatch`): building their Avro values and reading them back, for the
 //! processor, `verify` and the tests alike.
 
+use std::sync::OnceLock;
+
+use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 
 use crate::chain::{Anchor, Hash, TenantHead};
@@ -133,7 +136,11 @@ impl ChainedRecord {
 
     /// Decodes a framed value.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let fields = decode_record(bytes, &schemas().chained_record, "ChainedRecord")?;
+        let fields = decode_record(
+            bytes,
+            reader(&CHAINED_READER, &schemas().chained_record),
+            "ChainedRecord",
+        )?;
         let f = Fields {
             fields: &fields,
             what: "ChainedRecord",
@@ -199,7 +206,11 @@ impl QuarantineRecord {
 
     /// Decodes a framed value.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let fields = decode_record(bytes, &schemas().quarantine_record, "QuarantineRecord")?;
+        let fields = decode_record(
+            bytes,
+            reader(&QUARANTINE_READER, &schemas().quarantine_record),
+            "QuarantineRecord",
+        )?;
         let f = Fields {
             fields: &fields,
             what: "QuarantineRecord",
@@ -295,7 +306,11 @@ impl AnchorBatch {
 
     /// Decodes a framed value.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let fields = decode_record(bytes, &schemas().anchor_batch, "AnchorBatch")?;
+        let fields = decode_record(
+            bytes,
+            reader(&ANCHOR_READER, &schemas().anchor_batch),
+            "AnchorBatch",
+        )?;
         let f = Fields {
             fields: &fields,
             what: "AnchorBatch",
@@ -342,17 +357,31 @@ impl AnchorBatch {
     }
 }
 
+/// A datum reader for a compiled-in output schema, built once: building one
+/// resolves the schema, which costs more than decoding a record.
+fn reader(
+    cell: &'static OnceLock<GenericDatumReader<'static>>,
+    schema: &'static apache_avro::Schema,
+) -> &'static GenericDatumReader<'static> {
+    cell.get_or_init(|| {
+        GenericDatumReader::builder(schema)
+            .build()
+            .expect("a compiled-in schema (parsed by a unit test) builds a reader")
+    })
+}
+
+static CHAINED_READER: OnceLock<GenericDatumReader<'static>> = OnceLock::new();
+static QUARANTINE_READER: OnceLock<GenericDatumReader<'static>> = OnceLock::new();
+static ANCHOR_READER: OnceLock<GenericDatumReader<'static>> = OnceLock::new();
+
 /// Decodes a framed record to its fields.
 fn decode_record(
     bytes: &[u8],
-    schema: &apache_avro::Schema,
+    reader: &GenericDatumReader<'static>,
     what: &str,
 ) -> Result<Vec<(String, Value)>> {
     let (_, body) =
         split_frame(bytes).ok_or_else(|| Error::Avro(format!("{what}: no Confluent framing")))?;
-    let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema)
-        .build()
-        .map_err(|e| Error::Avro(format!("{what}: {e}")))?;
     let mut cursor = body;
     let value = reader
         .read_value(&mut cursor)

@@ -259,20 +259,23 @@ impl AuditEvent {
 }
 
 /// A parsed writer schema that can decode `AuditEvent` bodies, resolving
-/// them to the compiled-in reader schema.
-#[derive(Debug)]
+/// them to the compiled-in reader schema. The datum reader (with its
+/// resolved schemas) is built once, not per record.
 pub struct EventDecoder {
-    writer: &'static Schema,
-    identical: bool,
+    reader: GenericDatumReader<'static>,
+}
+
+impl std::fmt::Debug for EventDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventDecoder").finish_non_exhaustive()
+    }
 }
 
 impl EventDecoder {
     /// A decoder for bodies written with the compiled-in schema itself.
     pub fn compiled() -> Self {
-        EventDecoder {
-            writer: &schemas().audit_event,
-            identical: true,
-        }
+        Self::for_writer(&schemas().audit_event)
+            .expect("the compiled-in schema resolves against itself")
     }
 
     /// A decoder for bodies written with `writer_schema_json` (from the
@@ -282,24 +285,29 @@ impl EventDecoder {
     pub fn from_writer_schema(writer_schema_json: &str) -> Result<Self> {
         let writer =
             Schema::parse_str(writer_schema_json).map_err(|e| Error::Avro(e.to_string()))?;
-        let identical = writer.canonical_form() == schemas().audit_event.canonical_form();
         let writer: &'static Schema = Box::leak(Box::new(writer));
-        Ok(EventDecoder { writer, identical })
+        Self::for_writer(writer)
+    }
+
+    fn for_writer(writer: &'static Schema) -> Result<Self> {
+        let reader_schema = &schemas().audit_event;
+        let builder = GenericDatumReader::builder(writer);
+        // When the producer wrote with v1 itself, resolution is a no-op.
+        let reader = if writer.canonical_form() == reader_schema.canonical_form() {
+            builder.build()
+        } else {
+            builder.reader_schema(reader_schema).build()
+        }
+        .map_err(|e| Error::Avro(format!("schema resolution: {e}")))?;
+        Ok(EventDecoder { reader })
     }
 
     /// Decodes one Avro body (framing already removed). Every byte must be
     /// consumed: trailing bytes mean the record is not what it claims to be.
     pub fn decode(&self, body: &[u8]) -> std::result::Result<AuditEvent, String> {
-        let reader_schema = &schemas().audit_event;
-        let builder = GenericDatumReader::builder(self.writer);
-        let reader = if self.identical {
-            builder.build()
-        } else {
-            builder.reader_schema(reader_schema).build()
-        }
-        .map_err(|e| format!("schema resolution: {e}"))?;
         let mut cursor = body;
-        let value = reader
+        let value = self
+            .reader
             .read_value(&mut cursor)
             .map_err(|e| format!("avro body: {e}"))?;
         if !cursor.is_empty() {

@@ -22,13 +22,13 @@ async fn broker_restart_mid_stream() {
     );
 
     let fx = common::Fixture::new(3, false).await;
-    let stream = fx.stream(30, 150, Duration::from_millis(200));
+    let stream = fx.stream(60, 100, Duration::from_millis(400));
     let mut child = fx.spawn("restart-broker");
     let target = fx.committed_total() + 800;
     fx.wait_for(
         "before the restart",
         || child.assert_alive(),
-        |l| l.values().map(|(_, d)| d).sum::<i64>() >= target,
+        |l| common::progressed(l, target),
         Duration::from_secs(120),
     )
     .await;

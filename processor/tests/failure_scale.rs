@@ -10,7 +10,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scale_one_to_three_to_one() {
     let fx = common::Fixture::new(6, true).await;
-    let stream = fx.stream(40, 150, Duration::from_millis(150));
+    let stream = fx.stream(80, 100, Duration::from_millis(400));
     let mut a = fx.spawn("scale-a");
     let step = |n: i64| n + 600;
 
@@ -18,7 +18,7 @@ async fn scale_one_to_three_to_one() {
     fx.wait_for(
         "one instance",
         || a.assert_alive(),
-        |l| l.values().map(|(_, d)| d).sum::<i64>() >= target,
+        |l| common::progressed(l, target),
         Duration::from_secs(120),
     )
     .await;
@@ -33,7 +33,7 @@ async fn scale_one_to_three_to_one() {
             b.assert_alive();
             c.assert_alive();
         },
-        |l| l.values().map(|(_, d)| d).sum::<i64>() >= target,
+        |l| common::progressed(l, target),
         Duration::from_secs(120),
     )
     .await;

@@ -18,7 +18,7 @@ use crate::chain::{self, Anchor, Hash, TenantHead};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::keys::KeySet;
-use crate::records::{AnchorBatch, ChainedRecord, QuarantineRecord};
+use crate::records::{AnchorBatch, ChainedRecord, Header, QuarantineRecord};
 use crate::route::{self, Decoders, Input, Reason, Verdict, KEY_ID_HEADER, SIG_HEADER};
 use crate::sink::Sink;
 use crate::state::{self, ChainHead, PartitionState};
@@ -245,10 +245,19 @@ impl Engine {
         }
 
         let max = self.config.processing.max_record_bytes;
-        let verdicts: Vec<Verdict> = self.pool.install(|| {
+        let routed: Vec<(Verdict, RecordHeaders)> = self.pool.install(|| {
             accepted
                 .par_iter()
-                .map(|m| route::route(&input_of(m), decoders, keys, max))
+                .map(|m| {
+                    let headers = RecordHeaders::read(m);
+                    let input = Input {
+                        key: m.key(),
+                        value: m.payload(),
+                        key_id: headers.first(KEY_ID_HEADER),
+                        sig: headers.first(SIG_HEADER),
+                    };
+                    (route::route(&input, decoders, keys, max), headers)
+                })
                 .collect()
         });
 
@@ -256,14 +265,19 @@ impl Engine {
         if self.txn_started.is_none() {
             self.txn_started = Some(Instant::now());
         }
-        for (m, verdict) in accepted.iter().zip(verdicts) {
-            self.write_one(m, verdict)?;
+        for (m, (verdict, headers)) in accepted.iter().zip(routed) {
+            self.write_one(m, verdict, headers)?;
         }
         self.txn_records += accepted.len();
         Ok(())
     }
 
-    fn write_one(&mut self, m: &BorrowedMessage<'_>, verdict: Verdict) -> Result<()> {
+    fn write_one(
+        &mut self,
+        m: &BorrowedMessage<'_>,
+        verdict: Verdict,
+        headers: RecordHeaders,
+    ) -> Result<()> {
         let topic = self.config.topics.input.as_str();
         let p = m.partition();
         let offset = m.offset();
@@ -311,7 +325,7 @@ impl Engine {
                     source_offset,
                     source_timestamp_ms: timestamp,
                     key_id,
-                    producer_sig: first_header(m, SIG_HEADER).unwrap_or_default().to_vec(),
+                    producer_sig: headers.first(SIG_HEADER).unwrap_or_default().to_vec(),
                     event: value.to_vec(),
                     anchor_seq,
                 };
@@ -356,14 +370,11 @@ impl Engine {
                     value,
                     reason.code(),
                 );
-                let headers = m
-                    .headers()
-                    .map(|hs| {
-                        hs.iter()
-                            .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let detail = if headers.unreadable {
+                    format!("{detail}; the record's header names are not UTF-8, so its headers could not be kept")
+                } else {
+                    detail
+                };
                 let record = QuarantineRecord {
                     reason,
                     detail,
@@ -373,7 +384,7 @@ impl Engine {
                     source_timestamp_ms: timestamp,
                     raw_key: key.map(<[u8]>::to_vec),
                     raw_value: m.payload().map(<[u8]>::to_vec),
-                    headers,
+                    headers: headers.pairs,
                     quarantine_hash: qh,
                     anchor_seq,
                 };
@@ -521,16 +532,46 @@ impl Engine {
     }
 }
 
-fn first_header<'a>(m: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a [u8]> {
-    let headers = m.headers()?;
-    headers.iter().find(|h| h.key == name).and_then(|h| h.value)
+/// A record's headers, copied out once.
+///
+/// rust-rdkafka turns header names into `&str` with an `unwrap()`, so a
+/// producer sending a header name that is not UTF-8 would panic the
+/// processor. The panic is contained here: such a record is treated as
+/// having no headers (it is then quarantined as `MISSING_SIGNATURE`, with a
+/// detail saying why its headers are not kept).
+struct RecordHeaders {
+    pairs: Vec<Header>,
+    unreadable: bool,
 }
 
-fn input_of<'a>(m: &'a BorrowedMessage<'_>) -> Input<'a> {
-    Input {
-        key: m.key(),
-        value: m.payload(),
-        key_id: first_header(m, KEY_ID_HEADER),
-        sig: first_header(m, SIG_HEADER),
+impl RecordHeaders {
+    fn read(m: &BorrowedMessage<'_>) -> RecordHeaders {
+        let copy = || {
+            m.headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(copy)) {
+            Ok(pairs) => RecordHeaders {
+                pairs,
+                unreadable: false,
+            },
+            Err(_) => RecordHeaders {
+                pairs: Vec::new(),
+                unreadable: true,
+            },
+        }
+    }
+
+    /// The first header called `name` with a value.
+    fn first(&self, name: &str) -> Option<&[u8]> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
     }
 }

@@ -538,6 +538,16 @@ impl Child {
     }
 }
 
+impl Drop for Child {
+    /// A test that fails half-way must not leave a processor running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A processor running on a thread.
 pub struct Running {
     shutdown: Arc<AtomicBool>,
@@ -566,6 +576,13 @@ impl Running {
             .expect("processor thread panicked")
             .expect("processor failed")
     }
+}
+
+/// Whether the group has committed `target` records in total, or everything
+/// published so far (the stream may be between batches or over).
+pub fn progressed(lag: &HashMap<i32, (i64, i64)>, target: i64) -> bool {
+    lag.values().map(|(_, done)| done).sum::<i64>() >= target
+        || lag.values().all(|(high, done)| done >= high)
 }
 
 /// Asserts `report` found nothing wrong, printing what it found otherwise.
