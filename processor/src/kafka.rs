@@ -5,7 +5,6 @@
 //! exactly-once depends on are set after the base and cannot be overridden
 //! (`Config::validate` refuses them).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::admin::{
@@ -359,37 +358,54 @@ pub async fn ensure_topics(config: &Config) -> Result<TopicReport> {
 }
 
 async fn check_compacted(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result<()> {
+    // Right after a topic is created (by us or a sibling instance) the broker
+    // may describe it without its configuration yet: an unknown policy is
+    // asked again for a few seconds, a known wrong one fails at once.
+    let deadline = std::time::Instant::now() + INPUT_TOPIC_GRACE;
+    loop {
+        match cleanup_policy(admin, topic).await? {
+            Some(policy) if policy.split(',').any(|p| p.trim() == "compact") => return Ok(()),
+            Some(policy) => {
+                return Err(Error::Topic {
+                    topic: topic.into(),
+                    message: format!(
+                        "is the chain-state topic and must be compacted (cleanup.policy=compact), but its cleanup.policy is `{policy}`"
+                    ),
+                })
+            }
+            None if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            None => {
+                return Err(Error::Topic {
+                    topic: topic.into(),
+                    message: "the broker does not report its cleanup.policy; it must be compact".into(),
+                })
+            }
+        }
+    }
+}
+
+async fn cleanup_policy(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+) -> Result<Option<String>> {
     let opts = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
     let results = admin
         .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
         .await
         .map_err(|e| Error::kafka(format!("describing the configuration of `{topic}`"), e))?;
-    let configs: HashMap<String, Option<String>> = match results.into_iter().next() {
-        Some(Ok(resource)) => resource
+    match results.into_iter().next() {
+        Some(Ok(resource)) => Ok(resource
             .entries
             .into_iter()
-            .map(|e| (e.name, e.value))
-            .collect(),
-        Some(Err(code)) => {
-            return Err(Error::Topic {
-                topic: topic.into(),
-                message: format!("could not describe its configuration: {code}"),
-            })
-        }
-        None => HashMap::new(),
-    };
-    let policy = configs
-        .get("cleanup.policy")
-        .cloned()
-        .flatten()
-        .unwrap_or_default();
-    if !policy.split(',').any(|p| p.trim() == "compact") {
-        return Err(Error::Topic {
+            .find(|e| e.name == "cleanup.policy")
+            .and_then(|e| e.value)
+            .filter(|v| !v.is_empty())),
+        Some(Err(RDKafkaErrorCode::UnknownTopicOrPartition)) | None => Ok(None),
+        Some(Err(code)) => Err(Error::Topic {
             topic: topic.into(),
-            message: format!(
-                "is the chain-state topic and must be compacted (cleanup.policy=compact), but its cleanup.policy is `{policy}`"
-            ),
-        });
+            message: format!("could not describe its configuration: {code}"),
+        }),
     }
-    Ok(())
 }

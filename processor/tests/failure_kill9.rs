@@ -1,6 +1,9 @@
 //! Exactly-once under crashes: SIGKILL the processor at random moments while
 //! a stream flows, restart it, ten times; `verify` with completeness finds
 //! nothing lost, duplicated or forked.
+//!
+//! `AUDITCHAIN_SOAK_ROUNDS=N` runs N rounds instead of ten (a longer soak,
+//! opt-in because each round costs a group session timeout).
 
 mod common;
 
@@ -11,9 +14,13 @@ use rand::Rng;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_minus_nine_ten_times_mid_stream() {
     let fx = common::Fixture::new(3, false).await;
-    let stream = fx.stream(120, 80, Duration::from_millis(800));
+    let rounds: usize = std::env::var("AUDITCHAIN_SOAK_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10);
+    let stream = fx.stream(12 * rounds, 80, Duration::from_millis(800));
     let mut rng = rand::thread_rng();
-    for round in 0..10 {
+    for round in 0..rounds {
         let mut child = fx.spawn("crashy");
         // A random moment: after a random number of further records is
         // committed, while transactions are open and records are in flight.
