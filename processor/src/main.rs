@@ -79,6 +79,9 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Work with quarantined records.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
     /// Check a proof from `prove` offline. Exit code 0: it holds; 1: it does not; 2: could not run.
     CheckProof {
         /// The proof (JSON).
@@ -156,6 +159,35 @@ struct ProduceArgs {
     /// Bytes of opaque payload per event.
     #[arg(long, default_value_t = 0)]
     payload_bytes: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum QuarantineCommand {
+    /// Re-publish selected quarantined records to the input topic (key, value and headers
+    /// preserved) in one transaction, once their cause is fixed.
+    Replay {
+        /// The processor's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this reason code (repeatable), e.g. UNKNOWN_KEY.
+        #[arg(long)]
+        reason: Vec<String>,
+        /// Only records keyed by this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only this source partition (repeatable).
+        #[arg(long)]
+        partition: Vec<u32>,
+        /// Only source offsets from this one on.
+        #[arg(long)]
+        from_offset: Option<u64>,
+        /// ... up to this one.
+        #[arg(long)]
+        to_offset: Option<u64>,
+        /// Count what would be replayed; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -547,6 +579,55 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
             };
             tokio::task::spawn_blocking(move || prove(config, target, out)).await?
+        }
+        Command::Quarantine(QuarantineCommand::Replay {
+            config,
+            reason,
+            tenant,
+            partition,
+            from_offset,
+            to_offset,
+            dry_run,
+        }) => {
+            let config = auditchain::config::Config::load(&config)
+                .with_context(|| format!("loading {}", config.display()))?;
+            let reasons = reason
+                .iter()
+                .map(|r| {
+                    auditchain::route::Reason::from_code(r)
+                        .with_context(|| format!("--reason `{r}` is not a reason code"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let selection = auditchain::replay::Selection {
+                reasons,
+                tenant,
+                partitions: partition,
+                offsets: match (from_offset, to_offset) {
+                    (None, None) => None,
+                    (lo, hi) => Some((lo.unwrap_or(0), hi.unwrap_or(u64::MAX))),
+                },
+            };
+            let outcome = tokio::task::spawn_blocking(move || {
+                auditchain::replay::replay(&config, &selection, dry_run)
+            })
+            .await??;
+            let total: usize = outcome.by_reason.values().sum();
+            println!("quarantine replay: {total} matching records");
+            for (reason, n) in &outcome.by_reason {
+                println!("  {reason}: {n}");
+            }
+            for (key, n) in &outcome.by_key {
+                println!("  key {key}: {n}");
+            }
+            if dry_run {
+                println!("quarantine replay: dry run, nothing written");
+            } else {
+                println!(
+                    "quarantine replay: re-published {} records in one transaction",
+                    outcome.published
+                );
+            }
+            Ok(())
         }
         Command::CheckProof {
             proof,

@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::error::{Error, ErrorClass, Result};
 use crate::kafka::{base_client_config, ensure_topics};
 use crate::keys::{load_signing_key, WatchedKeySet};
+use crate::metrics::{KindLabel, Metrics, ResultLabel};
 use crate::registry::{Lookup, Registry};
 use crate::route::{missing_schema_ids, Decoders};
 use crate::schema::{
@@ -41,6 +42,8 @@ const MICRO_BATCH: usize = 2_000;
 const MAX_POLL: Duration = Duration::from_millis(200);
 /// Timeout of group-coordinator calls made while rebalancing.
 const COORDINATOR_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often consumer lag is sampled for the metrics.
+const LAG_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
     match engine.lock() {
@@ -53,6 +56,7 @@ fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
 struct Ctx {
     engine: Arc<Mutex<Engine>>,
     input: String,
+    metrics: Arc<Metrics>,
 }
 
 impl ClientContext for Ctx {}
@@ -71,7 +75,13 @@ impl ConsumerContext for Ctx {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let partitions = input_partitions(tpl, &self.input);
-                if consumer.assignment_lost() {
+                let lost = consumer.assignment_lost();
+                let kind = if lost { "lost" } else { "revoke" };
+                self.metrics
+                    .rebalances
+                    .get_or_create(&KindLabel { kind })
+                    .inc();
+                if lost {
                     tracing::warn!(
                         ?partitions,
                         "assignment lost: aborting the open transaction"
@@ -98,6 +108,10 @@ impl ConsumerContext for Ctx {
             }
             Rebalance::Assign(tpl) => {
                 let partitions = input_partitions(tpl, &self.input);
+                self.metrics
+                    .rebalances
+                    .get_or_create(&KindLabel { kind: "assign" })
+                    .inc();
                 let committed =
                     match consumer.committed_offsets((*tpl).clone(), COORDINATOR_TIMEOUT) {
                         Ok(c) => committed_map(&c, &self.input),
@@ -178,6 +192,34 @@ pub fn run(
     rt: tokio::runtime::Handle,
 ) -> Result<RunSummary> {
     let signing_key = load_signing_key(&config.signing.key_file)?;
+    let metrics = Metrics::new();
+    let address = rt.block_on(crate::metrics::serve(
+        config.http.bind,
+        Arc::clone(&metrics),
+    ))?;
+    if let Some(path) = std::env::var_os("AUDITCHAIN_HTTP_ADDRESS_FILE") {
+        // Lets a supervisor (or a test) find a port chosen with port 0.
+        let _ = std::fs::write(path, address.to_string());
+    }
+    let sampler_stop = Arc::new(AtomicBool::new(false));
+    crate::metrics::start_lag_sampler(
+        Arc::clone(&config),
+        Arc::clone(&metrics),
+        LAG_SAMPLE_INTERVAL,
+        Arc::clone(&sampler_stop),
+    )?;
+    let result = run_with(config, shutdown, rt, signing_key, metrics);
+    sampler_stop.store(true, Ordering::Relaxed);
+    result
+}
+
+fn run_with(
+    config: Arc<Config>,
+    shutdown: Arc<AtomicBool>,
+    rt: tokio::runtime::Handle,
+    signing_key: ed25519_dalek::SigningKey,
+    metrics: Arc<Metrics>,
+) -> Result<RunSummary> {
     let keys = WatchedKeySet::start(
         &config.producer_keys.file,
         Duration::from_millis(config.producer_keys.reload_interval_ms),
@@ -249,9 +291,20 @@ pub fn run(
             signing_key.clone(),
             schema_ids,
             rt.clone(),
+            Arc::clone(&metrics),
         )?;
         let engine = Arc::new(Mutex::new(engine));
-        match session(&config, &engine, &mut catalog, &keys, &shutdown, &rt) {
+        let outcome = session(
+            &config,
+            &engine,
+            &mut catalog,
+            &keys,
+            &shutdown,
+            &rt,
+            &metrics,
+        );
+        metrics.set_producer_ready(false);
+        match outcome {
             Ok(()) => {
                 let stats = lock(&engine).stats.clone();
                 return Ok(RunSummary { stats, sessions });
@@ -268,7 +321,11 @@ pub fn run(
     }
 }
 
-fn new_consumer(config: &Config, engine: &Arc<Mutex<Engine>>) -> Result<BaseConsumer<Ctx>> {
+fn new_consumer(
+    config: &Config,
+    engine: &Arc<Mutex<Engine>>,
+    metrics: &Arc<Metrics>,
+) -> Result<BaseConsumer<Ctx>> {
     let mut cc = base_client_config(config, &format!("auditchain-{}", config.kafka.instance_id));
     cc.set("auto.offset.reset", "earliest")
         .set(
@@ -288,6 +345,7 @@ fn new_consumer(config: &Config, engine: &Arc<Mutex<Engine>>) -> Result<BaseCons
     cc.create_with_context(Ctx {
         engine: Arc::clone(engine),
         input: config.topics.input.clone(),
+        metrics: Arc::clone(metrics),
     })
     .map_err(|e| Error::kafka("creating the consumer", e))
 }
@@ -301,17 +359,25 @@ fn session(
     keys: &WatchedKeySet,
     shutdown: &AtomicBool,
     rt: &tokio::runtime::Handle,
+    metrics: &Arc<Metrics>,
 ) -> Result<()> {
-    let consumer = new_consumer(config, engine)?;
+    let consumer = new_consumer(config, engine, metrics)?;
     consumer
         .subscribe(&[&config.topics.input])
         .map_err(|e| Error::kafka(format!("subscribing to `{}`", config.topics.input), e))?;
     let mut needs_rewind = false;
+    let mut paused = false;
     let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(MICRO_BATCH);
     loop {
         if shutdown.load(Ordering::Relaxed) {
             drop(batch);
             return close(&consumer, engine);
+        }
+        report_reloads(keys, metrics);
+        let want_pause = metrics.pause_requested.load(Ordering::Relaxed);
+        if want_pause || paused {
+            batch.clear();
+            set_paused(&consumer, engine, want_pause, &mut paused)?;
         }
         if let Some(e) = lock(engine).fatal.take() {
             return Err(e);
@@ -359,6 +425,13 @@ fn session(
             }
         }
         let mut eng = lock(engine);
+        if batch.is_empty() && !eng.has_open_transaction() {
+            if let Err(e) = commit_past_markers(&consumer, &mut eng) {
+                handle(e, &mut eng)?;
+                needs_rewind = true;
+                continue;
+            }
+        }
         if eng.txn_due() {
             if let Err(e) = commit_with_retry(&consumer, &mut eng) {
                 handle(e, &mut eng)?;
@@ -382,6 +455,64 @@ fn commit_with_retry(consumer: &BaseConsumer<Ctx>, engine: &mut Engine) -> Resul
             other => return other,
         }
     }
+}
+
+/// Pauses (committing first) or resumes consumption of every assigned
+/// partition. While paused it re-applies the pause each round, so partitions
+/// assigned by a rebalance in the meantime stay paused too.
+fn set_paused(
+    consumer: &BaseConsumer<Ctx>,
+    engine: &Arc<Mutex<Engine>>,
+    want: bool,
+    paused: &mut bool,
+) -> Result<()> {
+    let assignment = consumer
+        .assignment()
+        .map_err(|e| Error::kafka("reading the assignment", e))?;
+    if want {
+        if !*paused {
+            let mut eng = lock(engine);
+            commit_or_abort(consumer, &mut eng)?;
+            eng.metrics().paused.set(1);
+            tracing::warn!("consumption paused by an operator");
+        }
+        consumer
+            .pause(&assignment)
+            .map_err(|e| Error::kafka("pausing the assigned partitions", e))?;
+        *paused = true;
+    } else if *paused {
+        consumer
+            .resume(&assignment)
+            .map_err(|e| Error::kafka("resuming the assigned partitions", e))?;
+        lock(engine).metrics().paused.set(0);
+        tracing::warn!("consumption resumed");
+        *paused = false;
+    }
+    Ok(())
+}
+
+fn report_reloads(keys: &WatchedKeySet, metrics: &Metrics) {
+    for (result, total) in [("ok", keys.reloads()), ("failed", keys.reload_failures())] {
+        let counter = metrics
+            .keyset_reloads
+            .get_or_create(&ResultLabel { result });
+        counter.inc_by(total.saturating_sub(counter.get()));
+    }
+}
+
+/// See `Engine::commit_past_markers`.
+fn commit_past_markers(consumer: &BaseConsumer<Ctx>, engine: &mut Engine) -> Result<()> {
+    let positions = consumer
+        .position()
+        .map_err(|e| Error::kafka("reading the consumer position", e))?;
+    let positions = committed_map(&positions, engine.owned_topic());
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let Some(group) = consumer.group_metadata() else {
+        return Ok(());
+    };
+    engine.commit_past_markers(&positions, &group).map(|_| ())
 }
 
 /// Aborts after an abortable error; a fatal one (or a failed abort) ends the session.

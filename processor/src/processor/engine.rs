@@ -18,6 +18,7 @@ use crate::chain::{self, Anchor, Hash, TenantHead};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::keys::KeySet;
+use crate::metrics::{Metrics, OutcomeLabel, ReasonLabel, ResultLabel};
 use crate::records::{AnchorBatch, ChainedRecord, Header, QuarantineRecord};
 use crate::route::{self, Decoders, Input, Reason, Verdict, KEY_ID_HEADER, SIG_HEADER};
 use crate::sink::Sink;
@@ -43,6 +44,12 @@ struct Segment {
     chained: u64,
     quarantined: u64,
     grown: BTreeSet<String>,
+    /// Quarantined by reason, counted into the metrics at commit.
+    reasons: BTreeMap<Reason, u64>,
+    /// Input timestamps, for the end-to-end latency at commit.
+    timestamps_ms: Vec<i64>,
+    /// New chains of tenants held on another partition, counted at commit.
+    tenants_elsewhere: u64,
 }
 
 /// Counters since start, for logs and tests.
@@ -88,6 +95,7 @@ pub struct Engine {
     pub stats: Stats,
     pool: rayon::ThreadPool,
     rt: tokio::runtime::Handle,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -113,8 +121,10 @@ impl Engine {
         signing_key: SigningKey,
         schema_ids: OutputSchemaIds,
         rt: tokio::runtime::Handle,
+        metrics: Arc<Metrics>,
     ) -> Result<Engine> {
         let sink = Sink::new(&config)?;
+        metrics.set_producer_ready(true);
         let threads = match config.processing.verify_threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -137,6 +147,7 @@ impl Engine {
             stats: Stats::default(),
             pool,
             rt,
+            metrics,
         })
     }
 
@@ -150,6 +161,18 @@ impl Engine {
     /// Restores `partitions` from the state topic and takes ownership.
     /// `committed` gives each partition's committed input offset, if any.
     pub fn assign(&mut self, partitions: &[i32], committed: &HashMap<i32, i64>) -> Result<()> {
+        let started = Instant::now();
+        self.metrics.set_restoring(true);
+        let result = self.restore(partitions, committed);
+        self.metrics.set_restoring(false);
+        self.metrics
+            .restore_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.update_gauges();
+        result
+    }
+
+    fn restore(&mut self, partitions: &[i32], committed: &HashMap<i32, i64>) -> Result<()> {
         let started = Instant::now();
         if let Some(max) = partitions.iter().max() {
             let needed = *max as usize + 1;
@@ -185,11 +208,26 @@ impl Engine {
         for p in partitions {
             self.owned.remove(p);
         }
+        self.update_gauges();
     }
 
     /// Forgets everything.
     pub fn revoke_all(&mut self) {
         self.owned.clear();
+        self.update_gauges();
+    }
+
+    fn update_gauges(&self) {
+        let tenants: usize = self.owned.values().map(|o| o.state.tenants.len()).sum();
+        self.metrics.tenants.set(tenants as i64);
+        self.metrics
+            .assigned_partitions
+            .set(self.owned.len() as i64);
+    }
+
+    /// The metrics this engine reports to.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Whether the open transaction should be committed now.
@@ -347,14 +385,13 @@ impl Engine {
                     );
                 }
                 if tenant_elsewhere {
-                    self.stats.tenants_on_several_partitions += 1;
+                    self.segments.entry(p).or_default().tenants_elsewhere += 1;
                     tracing::warn!(
                         tenant = %tenant,
                         partition = p,
                         "tenant seen on a second input partition: it gets a separate chain there (DESIGN.md §3)"
                     );
                 }
-                self.stats.chained += 1;
                 let seg = self.segments.entry(p).or_default();
                 seg.chained += 1;
                 seg.grown.insert(tenant);
@@ -391,8 +428,9 @@ impl Engine {
                 let bytes = record.encode(self.schema_ids.quarantine)?;
                 self.sink
                     .send(&self.config.topics.quarantine, p, key, &bytes, None)?;
-                *self.stats.quarantined.entry(reason).or_default() += 1;
-                self.segments.entry(p).or_default().quarantined += 1;
+                let seg = self.segments.entry(p).or_default();
+                seg.quarantined += 1;
+                *seg.reasons.entry(reason).or_default() += 1;
                 qh
             }
         };
@@ -402,6 +440,7 @@ impl Engine {
         }
         seg.last_offset = source_offset;
         seg.leaves.push(leaf);
+        seg.timestamps_ms.push(timestamp);
         if let Some(owned) = self.owned.get_mut(&p) {
             owned.next_offset = Some(offset + 1);
         }
@@ -496,6 +535,41 @@ impl Engine {
         self.sink.commit(&offsets, group)?;
         self.stats.commits += 1;
         self.stats.anchors += anchors;
+        let m = &self.metrics;
+        m.transactions
+            .get_or_create(&ResultLabel {
+                result: "committed",
+            })
+            .inc();
+        if let Some(started) = self.txn_started {
+            m.transaction_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        m.anchors.inc_by(anchors);
+        for seg in segments.values() {
+            self.stats.chained += seg.chained;
+            self.stats.tenants_on_several_partitions += seg.tenants_elsewhere;
+            m.records
+                .get_or_create(&OutcomeLabel { outcome: "chained" })
+                .inc_by(seg.chained);
+            m.records
+                .get_or_create(&OutcomeLabel {
+                    outcome: "quarantined",
+                })
+                .inc_by(seg.quarantined);
+            m.tenants_on_several_partitions
+                .inc_by(seg.tenants_elsewhere);
+            for (reason, n) in &seg.reasons {
+                *self.stats.quarantined.entry(*reason).or_default() += n;
+                m.quarantined
+                    .get_or_create(&ReasonLabel {
+                        reason: reason.code(),
+                    })
+                    .inc_by(*n);
+            }
+            m.observe_committed(&seg.timestamps_ms);
+        }
+        self.update_gauges();
         tracing::debug!(
             records = self.txn_records,
             partitions = segments.len(),
@@ -517,8 +591,54 @@ impl Engine {
         self.sink.abort()?;
         if was_open {
             self.stats.aborts += 1;
+            self.metrics
+                .transactions
+                .get_or_create(&ResultLabel { result: "aborted" })
+                .inc();
         }
         Ok(())
+    }
+
+    /// Commits the consumer's position for owned partitions where it moved
+    /// past the last processed record with nothing left to process: the
+    /// commit markers (and aborted records) of a transactional upstream are
+    /// offsets but not records, and without this the group's lag would stay
+    /// at one per partition forever. Only called when no transaction is
+    /// open and every polled record has been processed, so the gap holds no
+    /// data. The offsets go in a transaction of their own, with no records
+    /// and so no anchor.
+    pub fn commit_past_markers(
+        &mut self,
+        positions: &HashMap<i32, i64>,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<bool> {
+        if self.sink.is_open() {
+            return Ok(false);
+        }
+        let topic = self.config.topics.input.clone();
+        let mut offsets = TopicPartitionList::new();
+        let mut moved = Vec::new();
+        for (p, owned) in &self.owned {
+            if let (Some(pos), Some(next)) = (positions.get(p), owned.next_offset) {
+                if *pos > next {
+                    offsets
+                        .add_partition_offset(&topic, *p, Offset::Offset(*pos))
+                        .map_err(|e| Error::kafka("building the offsets to commit", e))?;
+                    moved.push((*p, *pos));
+                }
+            }
+        }
+        if moved.is_empty() {
+            return Ok(false);
+        }
+        self.sink.ensure_open()?;
+        self.sink.commit(&offsets, group)?;
+        for (p, pos) in moved {
+            if let Some(owned) = self.owned.get_mut(&p) {
+                owned.next_offset = Some(pos);
+            }
+        }
+        Ok(true)
     }
 
     /// The input topic.

@@ -236,6 +236,7 @@ impl Fixture {
              [signing]\nkey_file = \"{key}\"\nkey_id = \"processor-1\"\n\
              [producer_keys]\nfile = \"{keyset}\"\nreload_interval_ms = 200\n\
              [processing]\ncommit_interval_ms = 300\nmax_batch_records = 500\nmax_record_bytes = 16384\n\
+             [http]\nbind = \"127.0.0.1:0\"\n\
              [librdkafka]\n{librdkafka}",
             bootstrap = bootstrap(),
             group = self.group,
@@ -260,6 +261,11 @@ impl Fixture {
 
     /// Starts `auditchain run` as a child process, logging to `<instance>.log`.
     pub fn spawn(&self, instance_id: &str) -> Child {
+        self.spawn_with(instance_id, &[])
+    }
+
+    /// Like `spawn`, with extra environment variables.
+    pub fn spawn_with(&self, instance_id: &str, env: &[(&str, &str)]) -> Child {
         let config = self.config_file(instance_id);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -272,6 +278,7 @@ impl Fixture {
             .arg(&config)
             .env("RUST_LOG", "info,librdkafka=warn")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
@@ -593,4 +600,40 @@ pub fn assert_verified(report: &auditchain::verify::Report) {
         report.problems.len(),
         &report.problems[..report.problems.len().min(10)]
     );
+}
+
+/// A plain HTTP/1.0 request to the processor's endpoint: (status, body).
+pub fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the HTTP endpoint");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Sum of the samples of `name` whose labels contain `labels` (e.g.
+/// `outcome="chained"`), from Prometheus text.
+pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && rest.contains(labels)).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
 }
