@@ -44,24 +44,7 @@ fn alert_state(prom: &str, name: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lag_alert_fires_while_paused_and_clears_after() {
     let fx = common::Fixture::new(2, false).await;
-    let address_file = fx.path("http-address");
-    let mut child = fx.spawn_with(
-        "drill-1",
-        &[(
-            "AUDITCHAIN_HTTP_ADDRESS_FILE",
-            address_file.to_str().expect("utf-8 path"),
-        )],
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        child.assert_alive();
-        match std::fs::read_to_string(&address_file) {
-            Ok(a) if !a.is_empty() => break a,
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "no HTTP address");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (mut child, addr) = fx.spawn_http("drill-1").await;
 
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/prometheus/alerts.yml");
     let prom_config = fx.path("prometheus.yml");

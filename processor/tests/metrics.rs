@@ -33,28 +33,7 @@ async fn wait_metric(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_move_and_lag_rises_while_paused() {
     let fx = common::Fixture::new(2, false).await;
-    let address_file = fx.path("http-address");
-    let mut child = fx.spawn_with(
-        "metrics-1",
-        &[(
-            "AUDITCHAIN_HTTP_ADDRESS_FILE",
-            address_file.to_str().expect("utf-8 path"),
-        )],
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        child.assert_alive();
-        if let Ok(a) = std::fs::read_to_string(&address_file) {
-            if !a.is_empty() {
-                break a;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the processor never reported its HTTP address"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (mut child, addr) = fx.spawn_http("metrics-1").await;
     assert!(addr.starts_with("127.0.0.1:"), "binds to loopback: {addr}");
     assert_eq!(common::http(&addr, "GET", "/healthz").0, 200);
     wait_metric(

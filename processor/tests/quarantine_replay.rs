@@ -13,14 +13,7 @@ use auditchain::route::Reason;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replay_after_the_missing_key_is_added() {
     let fx = common::Fixture::new(2, false).await;
-    let address_file = fx.path("http-address");
-    let mut child = fx.spawn_with(
-        "replay-1",
-        &[(
-            "AUDITCHAIN_HTTP_ADDRESS_FILE",
-            address_file.to_str().expect("utf-8 path"),
-        )],
-    );
+    let (mut child, addr) = fx.spawn_http("replay-1").await;
     let mut spec = fx.spec(100, 3, 0);
     spec.inject = vec![(auditchain::produce::Inject::UnknownKey, 4)];
     fx.produce(&spec).await;
@@ -31,7 +24,6 @@ async fn replay_after_the_missing_key_is_added() {
         Duration::from_secs(120),
     )
     .await;
-    let addr = std::fs::read_to_string(&address_file).expect("http address");
 
     let config = fx.config("operator");
     let selection = Selection {

@@ -264,6 +264,32 @@ impl Fixture {
         self.spawn_with(instance_id, &[])
     }
 
+    /// Starts `auditchain run` with its HTTP endpoint on a free loopback
+    /// port and waits until it reports the address: (child, "host:port").
+    pub async fn spawn_http(&self, instance_id: &str) -> (Child, String) {
+        let address_file = self.path(&format!("{instance_id}.http-address"));
+        let mut child = self.spawn_with(
+            instance_id,
+            &[(
+                "AUDITCHAIN_HTTP_ADDRESS_FILE",
+                address_file.to_str().expect("utf-8 path"),
+            )],
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            child.assert_alive();
+            match std::fs::read_to_string(&address_file) {
+                Ok(a) if !a.is_empty() => return (child, a),
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the processor never reported its HTTP address"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Like `spawn`, with extra environment variables.
     pub fn spawn_with(&self, instance_id: &str, env: &[(&str, &str)]) -> Child {
         let config = self.config_file(instance_id);
