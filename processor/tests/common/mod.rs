@@ -379,35 +379,10 @@ impl Fixture {
 
     /// Input high watermarks vs the group's committed offsets, per partition.
     pub fn lag(&self) -> HashMap<i32, (i64, i64)> {
-        let config = self.config("lag-probe");
-        let consumer: BaseConsumer = client_config()
-            .set("group.id", &self.group)
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("probe consumer");
-        let topic = &config.topics.input;
-        let md = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .expect("metadata");
-        let partitions = md.topics()[0].partitions().len() as i32;
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition(topic, p);
-        }
-        let committed = consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .expect("committed offsets");
-        (0..partitions)
-            .map(|p| {
-                let (_, high) = consumer
-                    .fetch_watermarks(topic, p, Duration::from_secs(10))
-                    .expect("watermarks");
-                let done = match committed.find_partition(topic, p).map(|e| e.offset()) {
-                    Some(rdkafka::Offset::Offset(o)) => o,
-                    _ => 0,
-                };
-                (p, (high, done))
-            })
+        auditchain::kafka::group_lag(&self.config("lag-probe"))
+            .expect("group lag")
+            .into_iter()
+            .map(|l| (l.partition, (l.high, l.committed)))
             .collect()
     }
 
