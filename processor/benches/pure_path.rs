@@ -162,6 +162,32 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
+    // With tracing on, each record's `traceparent` is read and linked to
+    // the transaction span (a fresh collector per 128 records, the SDK's
+    // default link limit, so every call does the full work).
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let traces = auditchain::telemetry::Traces::new(&provider, 128);
+    let headers: Vec<auditchain::records::Header> = (0..128u32)
+        .map(|i| {
+            (
+                "traceparent".to_string(),
+                Some(
+                    format!("00-4bf92f3577b34da6a3ce929d0e0e{i:04x}-00f067aa0ba902b7-01")
+                        .into_bytes(),
+                ),
+            )
+        })
+        .collect();
+    parts.throughput(Throughput::Elements(128));
+    parts.bench_function("trace_link_128", |b| {
+        b.iter(|| {
+            let mut links = traces.links();
+            for (i, h) in headers.iter().enumerate() {
+                links.add(std::slice::from_ref(h), 0, i as i64);
+            }
+            links.len()
+        })
+    });
     parts.finish();
 }
 

@@ -70,6 +70,16 @@ pub enum Error {
         source: KafkaError,
     },
 
+    /// An environment variable (e.g. an `OTEL_*` one) asks for something
+    /// that cannot be done.
+    #[error("environment variable `{variable}`: {message}")]
+    Environment {
+        /// The variable.
+        variable: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
     /// Stored chain state is inconsistent with what the processor expects.
     #[error("chain state: {0}")]
     State(String),

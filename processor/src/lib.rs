@@ -21,6 +21,7 @@ pub mod schema;
 pub mod sink;
 pub mod smoke;
 pub mod state;
+pub mod telemetry;
 pub mod verify;
 
 pub use error::{Error, Result};

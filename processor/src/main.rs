@@ -29,6 +29,11 @@ struct Cli {
 enum Command {
     /// Run the processor: consume, verify, chain, quarantine, anchor, exactly-once.
     /// Stops cleanly on SIGINT or SIGTERM (the open transaction is committed).
+    ///
+    /// Traces: set OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://otel-collector:4318)
+    /// to export a span per transaction, linked to the input records'
+    /// `traceparent` headers, over OTLP/HTTP; the other standard OTEL_*
+    /// variables apply. Off when unset.
     Run {
         /// The configuration file (TOML; AUDITCHAIN__SECTION__FIELD overrides).
         #[arg(long, short)]
@@ -159,6 +164,10 @@ struct ProduceArgs {
     /// Bytes of opaque payload per event.
     #[arg(long, default_value_t = 0)]
     payload_bytes: usize,
+    /// Give every record its own W3C `traceparent` header, as an instrumented
+    /// service would (the processor's transaction spans link to them).
+    #[arg(long)]
+    traceparent: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -281,6 +290,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         restricted_key: optional(&args.restricted_key_file, &args.restricted_key_id)?,
         inject,
         payload_bytes: args.payload_bytes,
+        traceparent: args.traceparent,
         run_id: uuid::Uuid::new_v4().simple().to_string(),
     };
     let report = auditchain::produce::produce(&config, &spec).await?;
@@ -307,6 +317,14 @@ async fn run_processor(config_path: PathBuf) -> anyhow::Result<()> {
     use std::sync::Arc;
     let config = auditchain::config::Config::load(&config_path)
         .with_context(|| format!("loading {}", config_path.display()))?;
+    let export = auditchain::telemetry::OtlpExport::from_env(&config.kafka.instance_id)?;
+    let traces = match &export {
+        Some(export) => {
+            tracing::info!(endpoint = %export.endpoint, "exporting traces over OTLP/HTTP");
+            export.traces()
+        }
+        None => auditchain::telemetry::Traces::off(),
+    };
     let shutdown = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&shutdown);
     tokio::spawn(async move {
@@ -327,7 +345,12 @@ async fn run_processor(config_path: PathBuf) -> anyhow::Result<()> {
     });
     let rt = tokio::runtime::Handle::current();
     let summary = tokio::task::spawn_blocking(move || {
-        auditchain::processor::run(Arc::new(config), shutdown, rt)
+        let summary = auditchain::processor::run(Arc::new(config), shutdown, rt, traces);
+        // Send the last spans before the process exits.
+        if let Some(export) = export {
+            export.shutdown();
+        }
+        summary
     })
     .await
     .context("the processor thread panicked")??;

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use opentelemetry::KeyValue;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -34,6 +35,7 @@ use crate::route::{missing_schema_ids, Decoders};
 use crate::schema::{
     schemas, EventDecoder, ANCHOR_BATCH_AVSC, CHAINED_RECORD_AVSC, QUARANTINE_RECORD_AVSC,
 };
+use crate::telemetry::{self, Traces};
 use engine::{Engine, OutputSchemaIds, Stats};
 
 /// Records taken from the consumer per routing round.
@@ -57,6 +59,7 @@ struct Ctx {
     engine: Arc<Mutex<Engine>>,
     input: String,
     metrics: Arc<Metrics>,
+    traces: Traces,
 }
 
 impl ClientContext for Ctx {}
@@ -71,6 +74,40 @@ fn input_partitions(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
 
 impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let (kind, partitions) = match rebalance {
+            Rebalance::Revoke(tpl) if consumer.assignment_lost() => {
+                ("lost", input_partitions(tpl, &self.input))
+            }
+            Rebalance::Revoke(tpl) => ("revoke", input_partitions(tpl, &self.input)),
+            Rebalance::Assign(tpl) => ("assign", input_partitions(tpl, &self.input)),
+            Rebalance::Error(_) => ("error", Vec::new()),
+        };
+        // The commit before a revoke and the restore after an assignment
+        // become children of this span.
+        let span = self.traces.enter(
+            telemetry::REBALANCE_SPAN,
+            vec![
+                KeyValue::new("auditchain.rebalance.kind", kind),
+                KeyValue::new(
+                    "auditchain.partitions",
+                    telemetry::partitions_value(&partitions),
+                ),
+                KeyValue::new("messaging.destination.name", self.input.clone()),
+            ],
+        );
+        self.rebalance(consumer, rebalance);
+        if let Some(span) = span {
+            if let Some(e) = &lock(&self.engine).fatal {
+                span.fail(e);
+            } else if let Rebalance::Error(e) = rebalance {
+                span.fail(e);
+            }
+        }
+    }
+}
+
+impl Ctx {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let mut engine = lock(&self.engine);
         match rebalance {
             Rebalance::Revoke(tpl) => {
@@ -186,10 +223,12 @@ pub struct RunSummary {
 
 /// Runs the processor until `shutdown` is set. Blocking: call it from a
 /// dedicated thread; `rt` serves the async registry and admin calls.
+/// Spans go to `traces` ([`Traces::off`] for none).
 pub fn run(
     config: Arc<Config>,
     shutdown: Arc<AtomicBool>,
     rt: tokio::runtime::Handle,
+    traces: Traces,
 ) -> Result<RunSummary> {
     let signing_key = load_signing_key(&config.signing.key_file)?;
     let metrics = Metrics::new();
@@ -208,7 +247,7 @@ pub fn run(
         LAG_SAMPLE_INTERVAL,
         Arc::clone(&sampler_stop),
     )?;
-    let result = run_with(config, shutdown, rt, signing_key, metrics);
+    let result = run_with(config, shutdown, rt, signing_key, metrics, traces);
     sampler_stop.store(true, Ordering::Relaxed);
     result
 }
@@ -219,6 +258,7 @@ fn run_with(
     rt: tokio::runtime::Handle,
     signing_key: ed25519_dalek::SigningKey,
     metrics: Arc<Metrics>,
+    traces: Traces,
 ) -> Result<RunSummary> {
     let keys = WatchedKeySet::start(
         &config.producer_keys.file,
@@ -292,6 +332,7 @@ fn run_with(
             schema_ids,
             rt.clone(),
             Arc::clone(&metrics),
+            traces.clone(),
         )?;
         let engine = Arc::new(Mutex::new(engine));
         let outcome = session(
@@ -323,6 +364,7 @@ fn run_with(
 
 fn new_consumer(
     config: &Config,
+    traces: &Traces,
     engine: &Arc<Mutex<Engine>>,
     metrics: &Arc<Metrics>,
 ) -> Result<BaseConsumer<Ctx>> {
@@ -346,6 +388,7 @@ fn new_consumer(
         engine: Arc::clone(engine),
         input: config.topics.input.clone(),
         metrics: Arc::clone(metrics),
+        traces: traces.clone(),
     })
     .map_err(|e| Error::kafka("creating the consumer", e))
 }
@@ -361,7 +404,8 @@ fn session(
     rt: &tokio::runtime::Handle,
     metrics: &Arc<Metrics>,
 ) -> Result<()> {
-    let consumer = new_consumer(config, engine, metrics)?;
+    let traces = lock(engine).traces().clone();
+    let consumer = new_consumer(config, &traces, engine, metrics)?;
     consumer
         .subscribe(&[&config.topics.input])
         .map_err(|e| Error::kafka(format!("subscribing to `{}`", config.topics.input), e))?;

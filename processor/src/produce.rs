@@ -136,6 +136,9 @@ pub struct Spec {
     pub payload_bytes: usize,
     /// Prefix of event ids, so runs are distinguishable.
     pub run_id: String,
+    /// Give every record a W3C `traceparent` header of its own, as a
+    /// service instrumented with OpenTelemetry would.
+    pub traceparent: bool,
 }
 
 /// One record published.
@@ -149,6 +152,8 @@ pub struct Produced {
     pub tenant: Option<String>,
     /// `None` for a good event; the expected quarantine reason otherwise.
     pub expected: Option<Reason>,
+    /// The `traceparent` header it carried, if any.
+    pub traceparent: Option<String>,
 }
 
 /// What `produce` did.
@@ -166,6 +171,7 @@ struct Planned {
     headers: Option<OwnedHeaders>,
     tenant: Option<String>,
     expected: Option<Reason>,
+    traceparent: Option<String>,
 }
 
 /// The input-side settings `produce` takes from the processor's config.
@@ -283,6 +289,7 @@ fn plan(spec: &Spec, t: &Target) -> Result<Vec<Planned>> {
                 value,
                 tenant: Some(tenant),
                 expected: None,
+                traceparent: None,
             },
             Some(kind) => {
                 let expected = Some(kind.expected_reason());
@@ -347,12 +354,37 @@ fn plan(spec: &Spec, t: &Target) -> Result<Vec<Planned>> {
                     value,
                     headers,
                     expected,
+                    traceparent: None,
                 }
             }
         };
-        out.push(planned);
+        out.push(if spec.traceparent {
+            with_traceparent(planned)
+        } else {
+            planned
+        });
     }
     Ok(out)
+}
+
+/// Adds a fresh sampled W3C trace context, the producer's "send" span.
+fn with_traceparent(mut planned: Planned) -> Planned {
+    use rand::RngCore;
+    let mut rng = rand::thread_rng();
+    let (mut trace_id, mut span_id) = ([0u8; 16], [0u8; 8]);
+    // All-zero ids are invalid; with 64+ random bits that is never drawn.
+    rng.fill_bytes(&mut trace_id);
+    rng.fill_bytes(&mut span_id);
+    trace_id[0] |= 1;
+    span_id[0] |= 1;
+    let value = format!("00-{}-{}-01", hex::encode(trace_id), hex::encode(span_id));
+    let header = rdkafka::message::Header {
+        key: crate::telemetry::TRACEPARENT_HEADER,
+        value: Some(value.as_bytes()),
+    };
+    planned.headers = Some(planned.headers.unwrap_or_default().insert(header));
+    planned.traceparent = Some(value);
+    planned
 }
 
 /// Publishes `spec` to the config's input topic and reports where every
@@ -383,7 +415,7 @@ pub async fn produce(config: &Config, spec: &Spec) -> Result<Report> {
             record = record.headers(h.clone());
         }
         in_flight.push_back(producer.send(record, Timeout::Never));
-        expectations.push((p.tenant.clone(), p.expected));
+        expectations.push((p.tenant.clone(), p.expected, p.traceparent.clone()));
         // Bound memory: keep at most 10k deliveries outstanding.
         if in_flight.len() >= 10_000 {
             if let Some(result) = in_flight.next().await {
@@ -402,7 +434,7 @@ pub async fn produce(config: &Config, spec: &Spec) -> Result<Report> {
 
 fn delivered(
     result: rdkafka::producer::future_producer::OwnedDeliveryResult,
-    expectation: &(Option<String>, Option<Reason>),
+    expectation: &(Option<String>, Option<Reason>, Option<String>),
 ) -> Result<Produced> {
     match result {
         Ok(d) => Ok(Produced {
@@ -410,6 +442,7 @@ fn delivered(
             offset: d.offset,
             tenant: expectation.0.clone(),
             expected: expectation.1,
+            traceparent: expectation.2.clone(),
         }),
         Err((e, _)) => Err(Error::kafka("delivering an event", e)),
     }
@@ -440,6 +473,7 @@ mod tests {
             inject: Inject::ALL.iter().map(|i| (*i, 2)).collect(),
             payload_bytes: 0,
             run_id: "r1".into(),
+            traceparent: true,
         };
         let t = Target {
             schema_id: 1,
@@ -463,5 +497,25 @@ mod tests {
         }
         assert!(planned.iter().any(|p| p.key.is_none()));
         assert!(planned.iter().any(|p| p.value.len() == 100));
+        let parents: std::collections::HashSet<&str> = planned
+            .iter()
+            .filter_map(|p| p.traceparent.as_deref())
+            .collect();
+        assert_eq!(parents.len(), 70, "one distinct trace context per record");
+        for p in &planned {
+            let pairs: Vec<crate::records::Header> = p
+                .headers
+                .as_ref()
+                .map(|h| {
+                    use rdkafka::message::Headers;
+                    h.iter()
+                        .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let sc = crate::telemetry::remote_context(&crate::telemetry::HeaderCarrier(&pairs))
+                .expect("a valid traceparent on every record");
+            assert_eq!(Some(crate::telemetry::traceparent(&sc)), p.traceparent);
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
+use opentelemetry::KeyValue;
 use rayon::prelude::*;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -23,6 +24,7 @@ use crate::records::{AnchorBatch, ChainedRecord, Header, QuarantineRecord};
 use crate::route::{self, Decoders, Input, Reason, Verdict, KEY_ID_HEADER, SIG_HEADER};
 use crate::sink::Sink;
 use crate::state::{self, ChainHead, PartitionState};
+use crate::telemetry::{self, Traces, TxnLinks, TxnOutcome, TxnSpan};
 
 /// Schema ids written in the framing of output records.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +52,15 @@ struct Segment {
     timestamps_ms: Vec<i64>,
     /// New chains of tenants held on another partition, counted at commit.
     tenants_elsewhere: u64,
+}
+
+/// What a transaction span reports of the transaction.
+#[derive(Debug)]
+struct TxnSummary {
+    partitions: Vec<i32>,
+    chained: u64,
+    quarantined: u64,
+    records: u64,
 }
 
 /// Counters since start, for logs and tests.
@@ -87,7 +98,12 @@ pub struct Engine {
     owned: HashMap<i32, Owned>,
     segments: BTreeMap<i32, Segment>,
     txn_started: Option<Instant>,
+    /// Wall-clock twin of `txn_started`, for the transaction span.
+    txn_started_at: Option<SystemTime>,
     txn_records: usize,
+    /// The open transaction's links to its records' producer spans.
+    txn_links: TxnLinks,
+    traces: Traces,
     /// Set when the producer or a restore failed in a way only a fresh start
     /// (new producer, rejoin, restore) repairs.
     pub fatal: Option<Error>,
@@ -122,6 +138,7 @@ impl Engine {
         schema_ids: OutputSchemaIds,
         rt: tokio::runtime::Handle,
         metrics: Arc<Metrics>,
+        traces: Traces,
     ) -> Result<Engine> {
         let sink = Sink::new(&config)?;
         metrics.set_producer_ready(true);
@@ -142,7 +159,10 @@ impl Engine {
             owned: HashMap::new(),
             segments: BTreeMap::new(),
             txn_started: None,
+            txn_started_at: None,
             txn_records: 0,
+            txn_links: traces.links(),
+            traces,
             fatal: None,
             stats: Stats::default(),
             pool,
@@ -162,17 +182,39 @@ impl Engine {
     /// `committed` gives each partition's committed input offset, if any.
     pub fn assign(&mut self, partitions: &[i32], committed: &HashMap<i32, i64>) -> Result<()> {
         let started = Instant::now();
+        let span = self.traces.enter(
+            telemetry::RESTORE_SPAN,
+            vec![
+                KeyValue::new(
+                    "messaging.destination.name",
+                    self.config.topics.input.clone(),
+                ),
+                KeyValue::new(
+                    "auditchain.partitions",
+                    telemetry::partitions_value(partitions),
+                ),
+            ],
+        );
         self.metrics.set_restoring(true);
         let result = self.restore(partitions, committed);
+        if let Some(span) = &span {
+            match &result {
+                Ok(tenants) => {
+                    span.set_attributes(vec![KeyValue::new("auditchain.tenants", *tenants as i64)])
+                }
+                Err(e) => span.fail(e),
+            }
+        }
         self.metrics.set_restoring(false);
         self.metrics
             .restore_seconds
             .observe(started.elapsed().as_secs_f64());
         self.update_gauges();
-        result
+        result.map(|_| ())
     }
 
-    fn restore(&mut self, partitions: &[i32], committed: &HashMap<i32, i64>) -> Result<()> {
+    /// Returns the number of tenants restored.
+    fn restore(&mut self, partitions: &[i32], committed: &HashMap<i32, i64>) -> Result<usize> {
         let started = Instant::now();
         if let Some(max) = partitions.iter().max() {
             let needed = *max as usize + 1;
@@ -200,7 +242,7 @@ impl Engine {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "partitions restored"
         );
-        Ok(())
+        Ok(tenants)
     }
 
     /// Forgets `partitions` (after their transaction was committed or aborted).
@@ -223,6 +265,11 @@ impl Engine {
         self.metrics
             .assigned_partitions
             .set(self.owned.len() as i64);
+    }
+
+    /// Where this engine's spans go.
+    pub fn traces(&self) -> &Traces {
+        &self.traces
     }
 
     /// The metrics this engine reports to.
@@ -302,6 +349,7 @@ impl Engine {
         self.sink.ensure_open()?;
         if self.txn_started.is_none() {
             self.txn_started = Some(Instant::now());
+            self.txn_started_at = Some(SystemTime::now());
         }
         for (m, (verdict, headers)) in accepted.iter().zip(routed) {
             self.write_one(m, verdict, headers)?;
@@ -329,6 +377,9 @@ impl Engine {
                 .any(|(q, o)| *q != p && o.state.tenants.contains_key(tenant))
         };
         let mut tenant_elsewhere = false;
+        if self.traces.enabled() {
+            self.txn_links.add(&headers.pairs, p, offset);
+        }
         let owned = self
             .owned
             .get(&p)
@@ -454,6 +505,53 @@ impl Engine {
         if !self.sink.is_open() {
             return Ok(());
         }
+        let summary = self.traces.enabled().then(|| self.txn_summary());
+        let result = self.commit_open(group);
+        if let Some(summary) = summary {
+            match &result {
+                Ok(anchors) => self.report_txn(summary, *anchors, TxnOutcome::Committed),
+                Err(e) => self.report_txn(summary, 0, TxnOutcome::Failed(e.to_string())),
+            }
+        }
+        if result.is_ok() {
+            self.txn_started_at = None;
+        }
+        result.map(|_| ())
+    }
+
+    /// Partitions and counts of the open transaction, before committing
+    /// consumes its segments.
+    fn txn_summary(&self) -> TxnSummary {
+        TxnSummary {
+            partitions: self.segments.keys().copied().collect(),
+            chained: self.segments.values().map(|s| s.chained).sum(),
+            quarantined: self.segments.values().map(|s| s.quarantined).sum(),
+            records: self.txn_records as u64,
+        }
+    }
+
+    /// Emits the transaction span (when tracing) once per transaction.
+    fn report_txn(&mut self, summary: TxnSummary, anchors: u64, outcome: TxnOutcome) {
+        let Some(started) = self.txn_started_at.take() else {
+            return;
+        };
+        let links = std::mem::replace(&mut self.txn_links, self.traces.links());
+        self.traces.transaction(TxnSpan {
+            started,
+            topic: &self.config.topics.input,
+            group: &self.config.kafka.group_id,
+            partitions: summary.partitions,
+            records: summary.records,
+            chained: summary.chained,
+            quarantined: summary.quarantined,
+            anchors,
+            links,
+            outcome,
+        });
+    }
+
+    /// Writes anchors, heads and offsets and commits; returns the anchors written.
+    fn commit_open(&mut self, group: &ConsumerGroupMetadata) -> Result<u64> {
         let topic = self.config.topics.input.clone();
         let mut offsets = TopicPartitionList::new();
         let segments = std::mem::take(&mut self.segments);
@@ -577,13 +675,19 @@ impl Engine {
         );
         self.txn_started = None;
         self.txn_records = 0;
-        Ok(())
+        Ok(anchors)
     }
 
     /// Aborts the open transaction and forgets everything it changed: the
     /// caller restores state and rewinds the consumer to the committed
     /// offsets before going on.
     pub fn abort(&mut self) -> Result<()> {
+        if self.traces.enabled() {
+            let summary = self.txn_summary();
+            self.report_txn(summary, 0, TxnOutcome::Aborted);
+        }
+        self.txn_started_at = None;
+        self.txn_links = self.traces.links();
         self.segments.clear();
         self.txn_started = None;
         self.txn_records = 0;

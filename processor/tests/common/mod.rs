@@ -340,6 +340,7 @@ impl Fixture {
             },
             payload_bytes: 32,
             run_id: unique("run"),
+            traceparent: false,
         }
     }
 
@@ -352,6 +353,15 @@ impl Fixture {
 
     /// Starts a processor instance on its own thread.
     pub fn start(&self, instance_id: &str) -> Running {
+        self.start_traced(instance_id, auditchain::telemetry::Traces::off())
+    }
+
+    /// Like [`Fixture::start`], with spans going to `traces`.
+    pub fn start_traced(
+        &self,
+        instance_id: &str,
+        traces: auditchain::telemetry::Traces,
+    ) -> Running {
         let config = Arc::new(self.config(instance_id));
         let shutdown = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&shutdown);
@@ -361,7 +371,7 @@ impl Fixture {
         let thread = std::thread::Builder::new()
             .name(format!("processor-{instance_id}"))
             .spawn(move || {
-                let result = auditchain::processor::run(config, flag, rt);
+                let result = auditchain::processor::run(config, flag, rt, traces);
                 if let Err(e) = &result {
                     if let Ok(mut f) = failed.lock() {
                         *f = Some(e.to_string());
