@@ -411,42 +411,20 @@ pub fn export_plan(get: impl Fn(&str) -> Option<String>) -> Result<ExportPlan> {
     if !explicit && !set(&traces_endpoint) && !set(&endpoint) {
         return Ok(ExportPlan::Off);
     }
-    for variable in [
+    only(
+        &get,
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
-    ] {
-        match get(variable).as_deref().map(str::trim) {
-            None | Some("") | Some("http/protobuf") => {}
-            Some(other) => {
-                return Err(env_error(
-                    variable,
-                    format!(
-                        "`{other}` is not supported: auditchain exports OTLP over HTTP \
-                         (`http/protobuf`, the collector's port 4318)"
-                    ),
-                ))
-            }
-        }
-        // The signal-specific variable wins; the general one is checked
-        // only when the specific one is absent.
-        if set(&get(variable)) {
-            break;
-        }
-    }
-    for variable in [
+        "http/protobuf",
+        "auditchain exports OTLP over HTTP (`http/protobuf`, the collector's port 4318)",
+    )?;
+    only(
+        &get,
         "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
         "OTEL_EXPORTER_OTLP_COMPRESSION",
-    ] {
-        match get(variable).as_deref().map(str::trim) {
-            None | Some("") | Some("none") => {}
-            Some(other) => {
-                return Err(env_error(
-                    variable,
-                    format!("`{other}` is not supported: leave it unset or `none`"),
-                ))
-            }
-        }
-    }
+        "none",
+        "leave it unset or `none`",
+    )?;
     let (url, variable) = if set(&traces_endpoint) {
         (
             traces_endpoint.unwrap_or_default(),
@@ -482,6 +460,30 @@ pub fn export_plan(get: impl Fn(&str) -> Option<String>) -> Result<ExportPlan> {
         link_limit,
         service_name_from_env,
     })
+}
+
+/// Fails unless the effective value of a setting — the signal-specific
+/// variable when set, the general one otherwise, as the OTLP exporter
+/// reads them — is unset or `allowed`.
+fn only(
+    get: &impl Fn(&str) -> Option<String>,
+    specific: &str,
+    general: &str,
+    allowed: &str,
+    hint: &str,
+) -> Result<()> {
+    let (variable, value) = match get(specific) {
+        Some(v) if !v.trim().is_empty() => (specific, v),
+        _ => (general, get(general).unwrap_or_default()),
+    };
+    match value.trim() {
+        "" => Ok(()),
+        v if v == allowed => Ok(()),
+        other => Err(env_error(
+            variable,
+            format!("`{other}` is not supported: {hint}"),
+        )),
+    }
 }
 
 /// `url` with any user information and query removed (they may hold
@@ -938,12 +940,25 @@ mod tests {
             let err = plan(vars).expect_err("must fail").to_string();
             assert!(err.contains(variable), "{err}");
         }
-        // The specific protocol variable wins over the general one.
+        // The signal-specific variable wins over the general one.
         assert!(plan(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
             ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
         ])
         .is_ok());
+        let err = plan(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "zstd"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+        ])
+        .expect_err("specific wins when it is the unsupported one")
+        .to_string();
+        assert!(
+            err.contains("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"),
+            "{err}"
+        );
     }
 }
