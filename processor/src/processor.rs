@@ -95,7 +95,7 @@ impl ConsumerContext for Ctx {
                 KeyValue::new("messaging.destination.name", self.input.clone()),
             ],
         );
-        self.rebalance(consumer, rebalance);
+        self.rebalance(consumer, rebalance, kind, &partitions);
         if let Some(span) = span {
             if let Some(e) = &lock(&self.engine).fatal {
                 span.fail(e);
@@ -107,13 +107,18 @@ impl ConsumerContext for Ctx {
 }
 
 impl Ctx {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    /// `kind` and `partitions` are what `pre_rebalance` read off `rebalance`.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+        kind: &'static str,
+        partitions: &[i32],
+    ) {
         let mut engine = lock(&self.engine);
         match rebalance {
-            Rebalance::Revoke(tpl) => {
-                let partitions = input_partitions(tpl, &self.input);
-                let lost = consumer.assignment_lost();
-                let kind = if lost { "lost" } else { "revoke" };
+            Rebalance::Revoke(_) => {
+                let lost = kind == "lost";
                 self.metrics
                     .rebalances
                     .get_or_create(&KindLabel { kind })
@@ -140,14 +145,13 @@ impl Ctx {
                         }
                     }
                 }
-                engine.revoke(&partitions);
+                engine.revoke(partitions);
                 tracing::info!(?partitions, "partitions revoked");
             }
             Rebalance::Assign(tpl) => {
-                let partitions = input_partitions(tpl, &self.input);
                 self.metrics
                     .rebalances
-                    .get_or_create(&KindLabel { kind: "assign" })
+                    .get_or_create(&KindLabel { kind })
                     .inc();
                 let committed =
                     match consumer.committed_offsets((*tpl).clone(), COORDINATOR_TIMEOUT) {
@@ -158,7 +162,7 @@ impl Ctx {
                             return;
                         }
                     };
-                if let Err(e) = engine.assign(&partitions, &committed) {
+                if let Err(e) = engine.assign(partitions, &committed) {
                     engine.fatal = Some(e);
                 }
             }

@@ -129,12 +129,7 @@ impl Traces {
             KeyValue::new("messaging.consumer.group.name", txn.group.to_string()),
             KeyValue::new("messaging.batch.message_count", txn.records as i64),
             KeyValue::new("auditchain.transaction.result", result),
-            KeyValue::new(
-                "auditchain.partitions",
-                Value::Array(Array::I64(
-                    txn.partitions.iter().map(|p| i64::from(*p)).collect(),
-                )),
-            ),
+            KeyValue::new("auditchain.partitions", partitions_value(&txn.partitions)),
             KeyValue::new("auditchain.records.chained", txn.chained as i64),
             KeyValue::new("auditchain.records.quarantined", txn.quarantined as i64),
             KeyValue::new("auditchain.anchors", txn.anchors as i64),
@@ -242,24 +237,24 @@ impl TxnLinks {
     /// Notes the trace context in `headers` of the record at
     /// `partition`/`offset`. Malformed or absent contexts are ignored: a
     /// record's trace context is the producer's business and never a reason
-    /// to quarantine it.
+    /// to quarantine it. Does nothing when tracing is off.
     pub fn add(&mut self, headers: &[Header], partition: i32, offset: i64) {
         if self.limit == 0 {
             return;
         }
         let carrier = HeaderCarrier(headers);
-        if carrier.get(TRACEPARENT_HEADER).is_none() {
-            return;
-        }
-        self.traced += 1;
         if self.links.len() >= self.limit {
-            self.dropped += 1;
+            // Past the limit a context is only counted, not parsed.
+            if carrier.get(TRACEPARENT_HEADER).is_some() {
+                self.traced += 1;
+                self.dropped += 1;
+            }
             return;
         }
         let Some(context) = remote_context(&carrier) else {
-            self.traced -= 1;
             return;
         };
+        self.traced += 1;
         if self.seen.insert((context.trace_id(), context.span_id())) {
             self.links.push(Link::new(
                 context,

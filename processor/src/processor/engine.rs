@@ -377,9 +377,7 @@ impl Engine {
                 .any(|(q, o)| *q != p && o.state.tenants.contains_key(tenant))
         };
         let mut tenant_elsewhere = false;
-        if self.traces.enabled() {
-            self.txn_links.add(&headers.pairs, p, offset);
-        }
+        self.txn_links.add(&headers.pairs, p, offset);
         let owned = self
             .owned
             .get(&p)
