@@ -80,6 +80,12 @@ pub enum Error {
         message: String,
     },
 
+    /// A transaction call kept failing with a retriable error: whether the
+    /// transaction committed is unknown, so the producer is re-initialised
+    /// (a fatal class).
+    #[error("transaction outcome unknown after retries: {0}")]
+    OutcomeUnknown(String),
+
     /// Stored chain state is inconsistent with what the processor expects.
     #[error("chain state: {0}")]
     State(String),
@@ -117,6 +123,7 @@ impl Error {
     pub fn class(&self) -> Option<ErrorClass> {
         match self {
             Error::Kafka { source, .. } => Some(classify(source)),
+            Error::OutcomeUnknown(_) => Some(ErrorClass::Fatal),
             _ => None,
         }
     }

@@ -7,6 +7,7 @@
 pub mod chain;
 pub mod config;
 pub mod error;
+pub mod faults;
 pub mod kafka;
 pub mod keys;
 pub mod metrics;

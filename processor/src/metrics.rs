@@ -99,6 +99,13 @@ pub struct Metrics {
     pub lag_seconds: Family<PartitionLabel, Gauge<f64, AtomicU64>>,
     /// Tenants that appeared on a second partition of this instance.
     pub tenants_on_several_partitions: Counter,
+    /// Restored partitions whose group offset disagreed with the chain
+    /// state's (or was missing while the state had one).
+    pub offset_mismatches: Counter,
+    /// Input records written in the open transaction (0 when none is open).
+    pub open_transaction_records: Gauge,
+    /// Seconds a partition has had lag without its committed offset moving.
+    pub partition_stalled_seconds: Family<PartitionLabel, Gauge<f64, AtomicU64>>,
     /// 1 when ready (producer initialised, not restoring, no fatal error).
     pub ready: Gauge,
     /// 1 while consumption is paused by an operator.
@@ -127,6 +134,9 @@ impl Metrics {
         let lag_records = Family::<PartitionLabel, Gauge>::default();
         let lag_seconds = Family::<PartitionLabel, Gauge<f64, AtomicU64>>::default();
         let tenants_on_several_partitions = Counter::default();
+        let offset_mismatches = Counter::default();
+        let open_transaction_records = Gauge::default();
+        let partition_stalled_seconds = Family::<PartitionLabel, Gauge<f64, AtomicU64>>::default();
         let ready = Gauge::default();
         let paused = Gauge::default();
         registry.register(
@@ -200,6 +210,21 @@ impl Metrics {
             tenants_on_several_partitions.clone(),
         );
         registry.register(
+            "auditchain_offset_mismatches",
+            "Restored partitions whose committed group offset disagreed with the chain state's next offset (the state's wins)",
+            offset_mismatches.clone(),
+        );
+        registry.register(
+            "auditchain_transaction_open_records",
+            "Input records written in the open transaction, not yet committed",
+            open_transaction_records.clone(),
+        );
+        registry.register(
+            "auditchain_partition_stalled_seconds",
+            "Seconds an input partition has had lag while its committed offset did not move (0 when it moves or has no lag)",
+            partition_stalled_seconds.clone(),
+        );
+        registry.register(
             "auditchain_ready",
             "1 when the processor is ready",
             ready.clone(),
@@ -225,6 +250,9 @@ impl Metrics {
             lag_records,
             lag_seconds,
             tenants_on_several_partitions,
+            offset_mismatches,
+            open_transaction_records,
+            partition_stalled_seconds,
             ready,
             paused,
             pause_requested: AtomicBool::new(false),
@@ -353,6 +381,7 @@ pub fn start_lag_sampler(
     std::thread::Builder::new()
         .name("lag-sampler".into())
         .spawn(move || {
+            let mut progress = Progress::default();
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
                 match group_lag(&config) {
@@ -361,6 +390,11 @@ pub fn start_lag_sampler(
                             let label = PartitionLabel {
                                 partition: l.partition,
                             };
+                            let stalled = progress.observe(l.partition, l.committed, l.records(), started);
+                            metrics
+                                .partition_stalled_seconds
+                                .get_or_create(&label)
+                                .set(stalled.as_secs_f64());
                             metrics.lag_records.get_or_create(&label).set(l.records());
                             let age = if l.records() > 0 {
                                 oldest_age(&reader, &config.topics.input, l.partition, l.committed)
@@ -378,6 +412,22 @@ pub fn start_lag_sampler(
         })
         .map_err(|e| Error::State(format!("starting the lag sampler: {e}")))?;
     Ok(())
+}
+
+/// When each partition's committed offset last moved (or had no lag).
+#[derive(Debug, Default)]
+struct Progress(std::collections::HashMap<i32, (i64, Instant)>);
+
+impl Progress {
+    /// How long `partition` has had lag without its committed offset
+    /// moving, as of `now`.
+    fn observe(&mut self, partition: i32, committed: i64, lag: i64, now: Instant) -> Duration {
+        let entry = self.0.entry(partition).or_insert((committed, now));
+        if lag <= 0 || entry.0 != committed {
+            *entry = (committed, now);
+        }
+        now.saturating_duration_since(entry.1)
+    }
 }
 
 /// Age in seconds of the first committed record at or after `offset`.
@@ -408,6 +458,21 @@ fn oldest_age(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partition_is_stalled_while_it_has_lag_and_its_offset_stands_still() {
+        let mut p = Progress::default();
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(p.observe(0, 10, 5, t0), s(0));
+        assert_eq!(p.observe(0, 10, 5, t0 + s(30)), s(30));
+        // It moved: no longer stalled.
+        assert_eq!(p.observe(0, 12, 3, t0 + s(35)), s(0));
+        assert_eq!(p.observe(0, 12, 3, t0 + s(40)), s(5));
+        // Caught up: nothing to make progress on.
+        assert_eq!(p.observe(0, 12, 0, t0 + s(100)), s(0));
+        assert_eq!(p.observe(0, 12, 4, t0 + s(110)), s(10));
+    }
 
     fn names_in(text: &str) -> Vec<String> {
         let mut names = Vec::new();

@@ -3,17 +3,22 @@
 //! One thread owns the consumer and the engine. Records are polled in
 //! micro-batches, routed in parallel, written to the open transaction, and
 //! the transaction is closed every `commit_interval_ms` or
-//! `max_batch_records`. Rebalance callbacks run inside `poll` on the same
-//! thread: a revoke commits the open transaction first (aborts it when the
-//! assignment was lost), an assignment restores chain state before a single
-//! record of the new partitions is processed.
+//! `max_batch_records` (or early, when an anchor would grow too large).
+//! Rebalance callbacks run inside `poll` on the same thread: a revoke
+//! commits the open transaction first (aborts it when the assignment was
+//! lost); an assignment only records the new partitions, which the loop
+//! restores — after committing what is open, never inside a transaction —
+//! before a single record of theirs is processed.
 //!
 //! Errors are handled by class (see `error.rs`): abortable errors abort,
-//! rewind to the committed offsets and restore; fatal ones end the session
+//! which drops the open transaction and rewinds every owned partition to
+//! its committed next offset (the engine's committed state never saw the
+//! aborted records, so nothing needs restoring); fatal ones end the session
 //! and a new one starts with a fresh producer, a new group membership and a
 //! full restore.
 
 pub mod engine;
+pub mod txn;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +32,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::config::Config;
 use crate::error::{Error, ErrorClass, Result};
+use crate::faults::{CommitCause, Faults};
 use crate::kafka::{base_client_config, ensure_topics};
 use crate::keys::{load_signing_key, WatchedKeySet};
 use crate::metrics::{KindLabel, Metrics, ResultLabel};
@@ -36,7 +42,30 @@ use crate::schema::{
     schemas, EventDecoder, ANCHOR_BATCH_AVSC, CHAINED_RECORD_AVSC, QUARANTINE_RECORD_AVSC,
 };
 use crate::telemetry::{self, Traces};
-use engine::{Engine, OutputSchemaIds, Stats};
+use engine::{Engine, OutputSchemaIds, Outputs, Stats};
+
+/// What `run` needs besides the configuration.
+#[allow(missing_debug_implementations)] // Traces and Metrics hold exporters and registries
+pub struct RunOptions {
+    /// Where spans go ([`Traces::off`] for none).
+    pub traces: Traces,
+    /// Faults to inject at the sink (tests only; `None` in production).
+    pub faults: Option<Arc<Faults>>,
+    /// The metrics to report to (and read pause requests from); a new set
+    /// when `None`.
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+impl RunOptions {
+    /// What the binary uses: no faults, new metrics, spans to `traces`.
+    pub fn new(traces: Traces) -> RunOptions {
+        RunOptions {
+            traces,
+            faults: None,
+            metrics: None,
+        }
+    }
+}
 
 /// Records taken from the consumer per routing round.
 const MICRO_BATCH: usize = 2_000;
@@ -133,14 +162,16 @@ impl Ctx {
                     }
                 } else if engine.has_open_transaction() {
                     let result = match consumer.group_metadata() {
-                        Some(group) => engine.commit(&group),
+                        Some(group) => engine.commit(&group, CommitCause::Revoke),
                         None => Err(Error::State(
                             "no consumer group metadata while revoking".into(),
                         )),
                     };
                     if let Err(e) = result {
-                        tracing::warn!(error = %e, "commit before revoke failed: aborting");
-                        if let Err(e) = engine.abort() {
+                        tracing::warn!(error = %e, "commit before revoke failed: aborting; the partitions kept are rewound");
+                        if e.class() == Some(ErrorClass::Fatal) {
+                            engine.fatal = Some(e);
+                        } else if let Err(e) = engine.abort() {
                             engine.fatal = Some(e);
                         }
                     }
@@ -162,9 +193,11 @@ impl Ctx {
                             return;
                         }
                     };
-                if let Err(e) = engine.assign(partitions, &committed) {
-                    engine.fatal = Some(e);
-                }
+                tracing::info!(
+                    ?partitions,
+                    "partitions assigned; restoring their chain state"
+                );
+                engine.assign(partitions, &committed);
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
@@ -234,8 +267,18 @@ pub fn run(
     rt: tokio::runtime::Handle,
     traces: Traces,
 ) -> Result<RunSummary> {
+    run_with(config, shutdown, rt, RunOptions::new(traces))
+}
+
+/// [`run`] with options (fault injection, shared metrics).
+pub fn run_with(
+    config: Arc<Config>,
+    shutdown: Arc<AtomicBool>,
+    rt: tokio::runtime::Handle,
+    options: RunOptions,
+) -> Result<RunSummary> {
     let signing_key = load_signing_key(&config.signing.key_file)?;
-    let metrics = Metrics::new();
+    let metrics = options.metrics.clone().unwrap_or_else(Metrics::new);
     let address = rt.block_on(crate::metrics::serve(
         config.http.bind,
         Arc::clone(&metrics),
@@ -251,24 +294,26 @@ pub fn run(
         LAG_SAMPLE_INTERVAL,
         Arc::clone(&sampler_stop),
     )?;
-    let result = run_with(config, shutdown, rt, signing_key, metrics, traces);
+    let result = run_sessions(config, shutdown, rt, signing_key, metrics, options);
     sampler_stop.store(true, Ordering::Relaxed);
     result
 }
 
-fn run_with(
+fn run_sessions(
     config: Arc<Config>,
     shutdown: Arc<AtomicBool>,
     rt: tokio::runtime::Handle,
     signing_key: ed25519_dalek::SigningKey,
     metrics: Arc<Metrics>,
-    traces: Traces,
+    options: RunOptions,
 ) -> Result<RunSummary> {
     let keys = WatchedKeySet::start(
         &config.producer_keys.file,
         Duration::from_millis(config.producer_keys.reload_interval_ms),
     )?;
     let report = rt.block_on(ensure_topics(&config))?;
+    // TODO(sizes): from the topic report once output sizes are derived.
+    let max_output_record_bytes = 1_000_000usize;
     if !report.created.is_empty() {
         tracing::info!(created = ?report.created, partitions = report.input_partitions, "output topics created");
     }
@@ -333,10 +378,14 @@ fn run_with(
         let engine = Engine::new(
             Arc::clone(&config),
             signing_key.clone(),
-            schema_ids,
+            Outputs {
+                schema_ids,
+                max_record_bytes: max_output_record_bytes,
+            },
             rt.clone(),
             Arc::clone(&metrics),
-            traces.clone(),
+            options.traces.clone(),
+            options.faults.clone(),
         )?;
         let engine = Arc::new(Mutex::new(engine));
         let outcome = session(
@@ -413,10 +462,11 @@ fn session(
     consumer
         .subscribe(&[&config.topics.input])
         .map_err(|e| Error::kafka(format!("subscribing to `{}`", config.topics.input), e))?;
-    let mut needs_rewind = false;
     let mut paused = false;
+    let mut outage = Backoff::new();
     let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(MICRO_BATCH);
     loop {
+        batch.clear();
         if shutdown.load(Ordering::Relaxed) {
             drop(batch);
             return close(&consumer, engine);
@@ -424,85 +474,164 @@ fn session(
         report_reloads(keys, metrics);
         let want_pause = metrics.pause_requested.load(Ordering::Relaxed);
         if want_pause || paused {
-            batch.clear();
             set_paused(&consumer, engine, want_pause, &mut paused)?;
         }
+        prepare(&consumer, engine)?;
+        poll_batch(&consumer, engine, &mut batch);
         if let Some(e) = lock(engine).fatal.take() {
             return Err(e);
         }
-        if needs_rewind {
-            batch.clear();
-            rewind(&consumer, engine)?;
-            needs_rewind = false;
-        }
-
-        let wait = lock(engine)
-            .txn_remaining()
-            .map_or(MAX_POLL, |r| r.min(MAX_POLL));
-        batch.clear();
-        let mut timeout = wait;
-        while batch.len() < MICRO_BATCH {
-            match consumer.poll(timeout) {
-                None => break,
-                Some(Ok(m)) => batch.push(m),
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "consumer error");
-                    break;
-                }
-            }
-            timeout = Duration::ZERO;
-        }
-        if let Some(e) = lock(engine).fatal.take() {
-            return Err(e);
-        }
-
         if !batch.is_empty() {
             if let Err(e) = catalog.resolve(&batch, rt) {
-                tracing::warn!(error = %e, "schema registry unavailable; committing what is done and rewinding");
+                let wait = outage.next();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "schema registry unavailable; committing what is done and fetching the batch again");
                 let mut eng = lock(engine);
-                commit_or_abort(&consumer, &mut eng)?;
-                needs_rewind = true;
+                commit_or_abort(&consumer, &mut eng, CommitCause::Outage)?;
+                eng.rewind_all();
+                drop(eng);
+                // Backing off from a failing registry, not synchronising.
+                std::thread::sleep(wait);
                 continue;
             }
-            let current_keys = keys.current();
-            let mut eng = lock(engine);
-            if let Err(e) = eng.process(&batch, &catalog.decoders, &current_keys) {
-                handle(e, &mut eng)?;
-                needs_rewind = true;
-                continue;
-            }
+            outage = Backoff::new();
+            process_batch(&consumer, engine, &batch, catalog, keys)?;
         }
         let mut eng = lock(engine);
         if batch.is_empty() && !eng.has_open_transaction() {
             if let Err(e) = commit_past_markers(&consumer, &mut eng) {
                 handle(e, &mut eng)?;
-                needs_rewind = true;
                 continue;
             }
         }
         if eng.txn_due() {
-            if let Err(e) = commit_with_retry(&consumer, &mut eng) {
-                handle(e, &mut eng)?;
-                needs_rewind = true;
-            }
+            commit_or_abort(&consumer, &mut eng, CommitCause::Due)?;
         }
     }
 }
 
-fn commit_with_retry(consumer: &BaseConsumer<Ctx>, engine: &mut Engine) -> Result<()> {
+/// Before polling: a fatal error from a callback ends the session; waiting
+/// partitions are restored (after committing what is open); partitions
+/// marked for a rewind are sought back to their committed next offset.
+fn prepare(consumer: &BaseConsumer<Ctx>, engine: &Arc<Mutex<Engine>>) -> Result<()> {
+    let mut eng = lock(engine);
+    if let Some(e) = eng.fatal.take() {
+        return Err(e);
+    }
+    if eng.restore_due() {
+        commit_or_abort(consumer, &mut eng, CommitCause::Assign)?;
+        eng.restore_pending()?;
+    }
+    let rewinds = eng.take_rewinds();
+    drop(eng);
+    seek(consumer, engine, rewinds)
+}
+
+/// Polls one micro-batch: up to `MICRO_BATCH` records, or until the open
+/// transaction is due.
+fn poll_batch<'c>(
+    consumer: &'c BaseConsumer<Ctx>,
+    engine: &Arc<Mutex<Engine>>,
+    batch: &mut Vec<BorrowedMessage<'c>>,
+) {
+    let mut timeout = lock(engine)
+        .txn_remaining()
+        .map_or(MAX_POLL, |r| r.min(MAX_POLL));
+    while batch.len() < MICRO_BATCH {
+        match consumer.poll(timeout) {
+            None => break,
+            Some(Ok(m)) => batch.push(m),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer error");
+                break;
+            }
+        }
+        timeout = Duration::ZERO;
+    }
+}
+
+/// Writes a routed batch, committing early whenever an anchor would grow
+/// past the size limit. An error aborts (and rewinds) or ends the session.
+fn process_batch(
+    consumer: &BaseConsumer<Ctx>,
+    engine: &Arc<Mutex<Engine>>,
+    batch: &[BorrowedMessage<'_>],
+    catalog: &Catalog,
+    keys: &WatchedKeySet,
+) -> Result<()> {
+    let current_keys = keys.current();
+    let mut eng = lock(engine);
+    let mut from = 0;
+    while from < batch.len() {
+        match eng.process(&batch[from..], &catalog.decoders, &current_keys) {
+            Ok(n) => from += n,
+            Err(e) => return handle(e, &mut eng),
+        }
+        if from < batch.len() {
+            tracing::debug!("an anchor reached its size limit: committing early");
+            if let Err(e) = commit(consumer, &mut eng, CommitCause::Full) {
+                return handle(e, &mut eng);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Seeks partitions back to where their committed state ends. A partition
+/// whose seek fails stays marked, so its records keep being ignored.
+fn seek(
+    consumer: &BaseConsumer<Ctx>,
+    engine: &Arc<Mutex<Engine>>,
+    rewinds: Vec<engine::Rewind>,
+) -> Result<()> {
+    if rewinds.is_empty() {
+        return Ok(());
+    }
+    let topic = lock(engine).owned_topic().to_string();
+    let mut tpl = TopicPartitionList::new();
+    for (p, offset) in &rewinds {
+        tpl.add_partition_offset(&topic, *p, *offset)
+            .map_err(|e| Error::kafka("building the rewind positions", e))?;
+    }
+    let failed: Vec<i32> = match consumer.seek_partitions(tpl, COORDINATOR_TIMEOUT) {
+        Ok(result) => result
+            .elements()
+            .iter()
+            .filter(|e| e.error().is_err())
+            .map(|e| e.partition())
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "seeking to the committed offsets failed; trying again");
+            rewinds.iter().map(|(p, _)| *p).collect()
+        }
+    };
+    if !failed.is_empty() {
+        tracing::warn!(partitions = ?failed, "seek failed; their records stay ignored until it succeeds");
+        lock(engine).rewind_again(failed);
+    }
+    tracing::debug!(?rewinds, "partitions rewound to their committed offsets");
+    Ok(())
+}
+
+/// Exponential backoff for an outage (the schema registry).
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(Duration::from_millis(250))
+    }
+
+    fn next(&mut self) -> Duration {
+        let wait = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(30));
+        wait
+    }
+}
+
+fn commit(consumer: &BaseConsumer<Ctx>, engine: &mut Engine, cause: CommitCause) -> Result<()> {
     let group = consumer
         .group_metadata()
         .ok_or_else(|| Error::State("no consumer group metadata to commit with".into()))?;
-    let mut attempts = 0;
-    loop {
-        match engine.commit(&group) {
-            Err(e) if e.class() == Some(ErrorClass::Retriable) && attempts < 3 => {
-                attempts += 1;
-                tracing::warn!(error = %e, attempts, "retrying commit");
-            }
-            other => return other,
-        }
-    }
+    engine.commit(&group, cause)
 }
 
 /// Pauses (committing first) or resumes consumption of every assigned
@@ -520,7 +649,7 @@ fn set_paused(
     if want {
         if !*paused {
             let mut eng = lock(engine);
-            commit_or_abort(consumer, &mut eng)?;
+            commit_or_abort(consumer, &mut eng, CommitCause::Pause)?;
             eng.metrics().paused.set(1);
             tracing::warn!("consumption paused by an operator");
         }
@@ -563,7 +692,8 @@ fn commit_past_markers(consumer: &BaseConsumer<Ctx>, engine: &mut Engine) -> Res
     engine.commit_past_markers(&positions, &group).map(|_| ())
 }
 
-/// Aborts after an abortable error; a fatal one (or a failed abort) ends the session.
+/// Aborts after an abortable error (which rewinds every owned partition);
+/// a fatal one, or a failed abort, ends the session.
 fn handle(e: Error, engine: &mut Engine) -> Result<()> {
     if e.class() == Some(ErrorClass::Fatal) {
         return Err(e);
@@ -572,48 +702,22 @@ fn handle(e: Error, engine: &mut Engine) -> Result<()> {
     engine.abort()
 }
 
-fn commit_or_abort(consumer: &BaseConsumer<Ctx>, engine: &mut Engine) -> Result<()> {
-    if let Err(e) = commit_with_retry(consumer, engine) {
+fn commit_or_abort(
+    consumer: &BaseConsumer<Ctx>,
+    engine: &mut Engine,
+    cause: CommitCause,
+) -> Result<()> {
+    if let Err(e) = commit(consumer, engine, cause) {
         handle(e, engine)?;
     }
     Ok(())
-}
-
-/// Seeks every owned partition back to its committed offset and restores its
-/// state, so records processed in an aborted transaction are processed again.
-fn rewind(consumer: &BaseConsumer<Ctx>, engine: &Arc<Mutex<Engine>>) -> Result<()> {
-    let assignment = consumer
-        .assignment()
-        .map_err(|e| Error::kafka("reading the assignment", e))?;
-    let committed_tpl = consumer
-        .committed_offsets(assignment.clone(), COORDINATOR_TIMEOUT)
-        .map_err(|e| Error::kafka("reading committed offsets to rewind", e))?;
-    let topic = lock(engine).owned_topic().to_string();
-    let committed = committed_map(&committed_tpl, &topic);
-    let partitions = input_partitions(&assignment, &topic);
-    let mut seek = TopicPartitionList::new();
-    for p in &partitions {
-        let offset = committed
-            .get(p)
-            .map_or(Offset::Beginning, |o| Offset::Offset(*o));
-        seek.add_partition_offset(&topic, *p, offset)
-            .map_err(|e| Error::kafka("building the rewind positions", e))?;
-    }
-    if seek.count() > 0 {
-        consumer
-            .seek_partitions(seek, COORDINATOR_TIMEOUT)
-            .map_err(|e| Error::kafka("seeking to the committed offsets", e))?;
-    }
-    let mut eng = lock(engine);
-    eng.revoke_all();
-    eng.assign(&partitions, &committed)
 }
 
 /// Shutdown: commit what is open, leave the group.
 fn close(consumer: &BaseConsumer<Ctx>, engine: &Arc<Mutex<Engine>>) -> Result<()> {
     {
         let mut eng = lock(engine);
-        commit_or_abort(consumer, &mut eng)?;
+        commit_or_abort(consumer, &mut eng, CommitCause::Shutdown)?;
     }
     consumer.unsubscribe();
     // Serve the revoke callback that leaving the group triggers.

@@ -4,6 +4,7 @@
 //! librdkafka's transaction calls block (DESIGN.md §3), so the sink is only
 //! used from the processor's own thread, never from an async worker.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::ConsumerGroupMetadata;
@@ -13,17 +14,25 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::TopicPartitionList;
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorClass, Result};
+use crate::faults::{CommitCause, FaultPoint, Faults};
 use crate::kafka::base_client_config;
 
 /// How long a blocking transaction call may take. Longer than the
 /// transaction timeout: the broker aborts a transaction that outlives it.
 pub const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a retriable `send_offsets_to_transaction` or
+/// `commit_transaction` is called again before giving up.
+const TXN_CALL_RETRIES: u32 = 5;
 
 /// The transactional producer.
 pub struct Sink {
     producer: ThreadedProducer<DefaultProducerContext>,
     open: bool,
+    /// Whether this transaction's offsets were accepted by the coordinator:
+    /// a commit is never attempted without them.
+    offsets_sent: bool,
+    faults: Option<Arc<Faults>>,
 }
 
 impl std::fmt::Debug for Sink {
@@ -36,7 +45,7 @@ impl Sink {
     /// Creates the producer and initialises transactions, which fences any
     /// earlier producer with the same transactional id and aborts its open
     /// transaction.
-    pub fn new(config: &Config) -> Result<Sink> {
+    pub fn new(config: &Config, faults: Option<Arc<Faults>>) -> Result<Sink> {
         let mut cc =
             base_client_config(config, &format!("auditchain-{}", config.kafka.instance_id));
         cc.set("linger.ms", "5").set("compression.type", "lz4");
@@ -65,6 +74,8 @@ impl Sink {
         Ok(Sink {
             producer,
             open: false,
+            offsets_sent: false,
+            faults,
         })
     }
 
@@ -76,12 +87,22 @@ impl Sink {
     /// Begins a transaction if none is open.
     pub fn ensure_open(&mut self) -> Result<()> {
         if !self.open {
+            self.inject(FaultPoint::Begin, None, "beginning a transaction")?;
             self.producer
                 .begin_transaction()
                 .map_err(|e| Error::kafka("beginning a transaction", e))?;
             self.open = true;
+            self.offsets_sent = false;
         }
         Ok(())
+    }
+
+    /// Fails with the planned fault for this call, if there is one.
+    fn inject(&self, point: FaultPoint, cause: Option<CommitCause>, context: &str) -> Result<()> {
+        match self.faults.as_ref().and_then(|f| f.take(point, cause)) {
+            Some(e) => Err(Error::kafka(format!("{context} (injected)"), e)),
+            None => Ok(()),
+        }
     }
 
     /// Queues one record for `topic`/`partition` in the open transaction,
@@ -102,6 +123,11 @@ impl Sink {
         if let Some(h) = headers {
             record = record.headers(h);
         }
+        self.inject(
+            FaultPoint::Produce,
+            None,
+            &format!("producing to `{topic}` partition {partition}"),
+        )?;
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -120,25 +146,57 @@ impl Sink {
         }
     }
 
-    /// Adds the consumer offsets to the transaction and commits it.
+    /// Adds the consumer offsets to the transaction and commits it, the way
+    /// librdkafka's `examples/transactions.c` does: a retriable failure of
+    /// either call is retried as it is; the commit is never attempted
+    /// before the offsets were accepted, so a transaction can never commit
+    /// its outputs without its offsets. Any other failure is returned for
+    /// the caller to abort (or, when fatal, to start over). May be called
+    /// again after a failure: offsets already accepted are not sent twice.
     pub fn commit(
         &mut self,
         offsets: &TopicPartitionList,
         group: &ConsumerGroupMetadata,
+        cause: CommitCause,
     ) -> Result<()> {
         if !self.open {
             return Ok(());
         }
-        if offsets.count() > 0 {
-            self.producer
-                .send_offsets_to_transaction(offsets, group, TXN_CALL_TIMEOUT)
-                .map_err(|e| Error::kafka("sending offsets to the transaction", e))?;
+        if !self.offsets_sent && offsets.count() > 0 {
+            retrying("sending offsets to the transaction", || {
+                self.inject(
+                    FaultPoint::SendOffsets,
+                    Some(cause),
+                    "sending offsets to the transaction",
+                )?;
+                self.producer
+                    .send_offsets_to_transaction(offsets, group, TXN_CALL_TIMEOUT)
+                    .map_err(|e| Error::kafka("sending offsets to the transaction", e))
+            })?;
         }
-        self.producer
-            .commit_transaction(TXN_CALL_TIMEOUT)
-            .map_err(|e| Error::kafka("committing the transaction", e))?;
-        self.open = false;
-        Ok(())
+        self.offsets_sent = true;
+        let committed = retrying("committing the transaction", || {
+            self.inject(
+                FaultPoint::Commit,
+                Some(cause),
+                "committing the transaction",
+            )?;
+            self.producer
+                .commit_transaction(TXN_CALL_TIMEOUT)
+                .map_err(|e| Error::kafka("committing the transaction", e))
+        });
+        match committed {
+            Ok(()) => {
+                self.open = false;
+                Ok(())
+            }
+            // Still retriable after every retry: whether the commit happened
+            // is unknown, and DESIGN.md §3 says re-initialise, not guess.
+            Err(e) if e.class() == Some(ErrorClass::Retriable) => {
+                Err(Error::OutcomeUnknown(e.to_string()))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Aborts the open transaction, if any.
@@ -151,6 +209,36 @@ impl Sink {
             .map_err(|e| Error::kafka("aborting the transaction", e))?;
         self.open = false;
         Ok(())
+    }
+
+    /// Asks the cluster for the current metadata of `topics`, so records
+    /// can go to partitions added since the producer last refreshed
+    /// (librdkafka's own refresh is every five minutes).
+    pub fn refresh_metadata(&self, topics: &[&str]) -> Result<()> {
+        for topic in topics {
+            self.producer
+                .client()
+                .fetch_metadata(Some(topic), TXN_CALL_TIMEOUT)
+                .map_err(|e| Error::kafka(format!("refreshing the metadata of `{topic}`"), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Calls `f` until it succeeds, fails with an error that is not retriable,
+/// or has been retried `TXN_CALL_RETRIES` times.
+fn retrying(what: &str, mut f: impl FnMut() -> Result<()>) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        match f() {
+            Err(e) if e.class() == Some(ErrorClass::Retriable) && attempt < TXN_CALL_RETRIES => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "{what}: retriable error, calling it again");
+                // Give a moving coordinator a moment; not synchronisation.
+                std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -61,6 +61,21 @@ pub struct PartitionState {
     pub tenants: HashMap<String, ChainHead>,
     /// The anchor chain head.
     pub anchor: AnchorHead,
+    /// The next input offset, written with the heads (key `o`).
+    pub next_offset: Option<i64>,
+}
+
+/// Key of a partition's next input offset.
+pub const OFFSET_KEY: &str = "o";
+
+/// The state record for a partition's next input offset.
+pub fn offset_record(source_topic: &str, next_offset: i64) -> (String, Vec<u8>) {
+    encode(
+        OFFSET_KEY.to_string(),
+        source_topic,
+        next_offset.max(0) as u64,
+        &ZERO,
+    )
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -125,7 +140,9 @@ impl PartitionState {
             .ok()
             .and_then(|b| <Hash>::try_from(b.as_slice()).ok())
             .ok_or_else(|| Error::State(format!("state record `{key}`: bad hash")))?;
-        if key == ANCHOR_KEY {
+        if key == OFFSET_KEY {
+            self.next_offset = i64::try_from(stored.seq).ok();
+        } else if key == ANCHOR_KEY {
             self.anchor = AnchorHead {
                 anchor_seq: stored.seq,
                 anchor_hash: hash,

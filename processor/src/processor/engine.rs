@@ -1,8 +1,16 @@
-//! The engine: per-partition chain state, the open transaction's segments,
-//! and turning routed records into output records and anchors.
+//! The engine: the committed chain state of each owned partition, the
+//! open transaction ([`Txn`]), and the Kafka side of turning routed records
+//! into output records and anchors.
 //!
 //! It is driven from one thread: the processor loop, and the consumer's
-//! rebalance callbacks that run inside that loop's `poll`.
+//! rebalance callbacks that run inside that loop's `poll`. Callbacks only
+//! record what happened (partitions to restore, partitions gone); restores
+//! run from the loop, never inside a callback and never while a transaction
+//! is open (DESIGN.md §3).
+//!
+//! Every abort goes through [`Engine::abort`]: the open transaction is
+//! dropped, and every owned partition is marked to be rewound to its
+//! committed next offset before any of its records is processed again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -15,15 +23,17 @@ use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::chain::{self, Anchor, Hash, TenantHead};
+use super::txn::{self, Pending, Sealed, Txn};
+use crate::chain;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::faults::{CommitCause, Faults};
 use crate::keys::KeySet;
 use crate::metrics::{Metrics, OutcomeLabel, ReasonLabel, ResultLabel};
 use crate::records::{AnchorBatch, ChainedRecord, Header, QuarantineRecord};
-use crate::route::{self, Decoders, Input, Reason, Verdict, KEY_ID_HEADER, SIG_HEADER};
+use crate::route::{self, Decoders, Input, Verdict, KEY_ID_HEADER, SIG_HEADER};
 use crate::sink::Sink;
-use crate::state::{self, ChainHead, PartitionState};
+use crate::state::{self, AnchorHead, PartitionState};
 use crate::telemetry::{self, Traces, TxnLinks, TxnOutcome, TxnSpan};
 
 /// Schema ids written in the framing of output records.
@@ -37,30 +47,14 @@ pub struct OutputSchemaIds {
     pub anchor: u32,
 }
 
-/// What one transaction adds for one input partition.
-#[derive(Debug, Default)]
-struct Segment {
-    leaves: Vec<Hash>,
-    first_offset: u64,
-    last_offset: u64,
-    chained: u64,
-    quarantined: u64,
-    grown: BTreeSet<String>,
-    /// Quarantined by reason, counted into the metrics at commit.
-    reasons: BTreeMap<Reason, u64>,
-    /// Input timestamps, for the end-to-end latency at commit.
-    timestamps_ms: Vec<i64>,
-    /// New chains of tenants held on another partition, counted at commit.
-    tenants_elsewhere: u64,
-}
-
-/// What a transaction span reports of the transaction.
-#[derive(Debug)]
-struct TxnSummary {
-    partitions: Vec<i32>,
-    chained: u64,
-    quarantined: u64,
-    records: u64,
+/// What the engine writes to: framing schema ids and the largest record
+/// the output topics and the producer accept.
+#[derive(Debug, Clone, Copy)]
+pub struct Outputs {
+    /// Schema ids of the output records.
+    pub schema_ids: OutputSchemaIds,
+    /// Output records (anchors included) must stay under this many bytes.
+    pub max_record_bytes: usize,
 }
 
 /// Counters since start, for logs and tests.
@@ -69,7 +63,7 @@ pub struct Stats {
     /// Records appended to chains.
     pub chained: u64,
     /// Records quarantined, by reason.
-    pub quarantined: BTreeMap<Reason, u64>,
+    pub quarantined: BTreeMap<route::Reason, u64>,
     /// Anchors written.
     pub anchors: u64,
     /// Committed transactions.
@@ -78,16 +72,24 @@ pub struct Stats {
     pub aborts: u64,
     /// Tenants that appeared on a second partition of this instance.
     pub tenants_on_several_partitions: u64,
+    /// Transactions closed early so an anchor stays under the size limit.
+    pub early_commits: u64,
 }
 
-/// A partition this instance owns and has restored.
+/// A partition this instance owns and has restored: its committed state.
 #[derive(Debug)]
 struct Owned {
     state: PartitionState,
-    /// Next input offset to process; records below it were processed
-    /// already (a refetch after a rebalance) and are skipped.
+    /// Next input offset to process as of the last commit; records below
+    /// it were processed already (a refetch) and are skipped.
     next_offset: Option<i64>,
 }
+
+/// Where the consumer must go before a partition's records count again.
+pub type Rewind = (i32, Offset);
+
+/// Longest wait between two attempts at a restore that failed.
+const MAX_RESTORE_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The engine.
 pub struct Engine {
@@ -96,11 +98,18 @@ pub struct Engine {
     schema_ids: OutputSchemaIds,
     sink: Sink,
     owned: HashMap<i32, Owned>,
-    segments: BTreeMap<i32, Segment>,
-    txn_started: Option<Instant>,
-    /// Wall-clock twin of `txn_started`, for the transaction span.
-    txn_started_at: Option<SystemTime>,
-    txn_records: usize,
+    txn: Option<Txn>,
+    /// Owned partitions whose consumer position is ahead of what they
+    /// committed (after an abort, or a restore): their records are ignored
+    /// until the loop has sought them back.
+    rewind: BTreeSet<i32>,
+    /// Assigned partitions waiting for their restore, with the group's
+    /// committed offset of each.
+    unrestored: BTreeMap<i32, Option<i64>>,
+    restore_backoff: Duration,
+    restore_not_before: Option<Instant>,
+    /// Bytes the tenant heads of one anchor may take.
+    anchor_head_budget: usize,
     /// The open transaction's links to its records' producer spans.
     txn_links: TxnLinks,
     traces: Traces,
@@ -118,7 +127,7 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("owned", &self.owned.keys().collect::<Vec<_>>())
-            .field("txn_records", &self.txn_records)
+            .field("open", &self.txn.is_some())
             .finish()
     }
 }
@@ -130,17 +139,26 @@ fn now_micros() -> u64 {
         .unwrap_or(0)
 }
 
+/// The largest encoded size an anchor may have, given the largest record
+/// the anchors topic and the producer accept.
+pub fn anchor_head_budget(config: &Config, max_output_record_bytes: usize) -> usize {
+    let strings =
+        config.topics.input.len() + config.signing.key_id.len() + config.kafka.instance_id.len();
+    max_output_record_bytes.saturating_sub(txn::ANCHOR_FIXED_BYTES + 2 * strings)
+}
+
 impl Engine {
     /// A new engine with its own transactional producer.
     pub fn new(
         config: Arc<Config>,
         signing_key: SigningKey,
-        schema_ids: OutputSchemaIds,
+        outputs: Outputs,
         rt: tokio::runtime::Handle,
         metrics: Arc<Metrics>,
         traces: Traces,
+        faults: Option<Arc<Faults>>,
     ) -> Result<Engine> {
-        let sink = Sink::new(&config)?;
+        let sink = Sink::new(&config, faults)?;
         metrics.set_producer_ready(true);
         let threads = match config.processing.verify_threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -152,15 +170,17 @@ impl Engine {
             .build()
             .map_err(|e| Error::State(format!("starting the verification pool: {e}")))?;
         Ok(Engine {
+            anchor_head_budget: anchor_head_budget(&config, outputs.max_record_bytes),
             config,
             signing_key,
-            schema_ids,
+            schema_ids: outputs.schema_ids,
             sink,
             owned: HashMap::new(),
-            segments: BTreeMap::new(),
-            txn_started: None,
-            txn_started_at: None,
-            txn_records: 0,
+            txn: None,
+            rewind: BTreeSet::new(),
+            unrestored: BTreeMap::new(),
+            restore_backoff: Duration::from_millis(500),
+            restore_not_before: None,
             txn_links: traces.links(),
             traces,
             fatal: None,
@@ -178,9 +198,38 @@ impl Engine {
         v
     }
 
-    /// Restores `partitions` from the state topic and takes ownership.
-    /// `committed` gives each partition's committed input offset, if any.
-    pub fn assign(&mut self, partitions: &[i32], committed: &HashMap<i32, i64>) -> Result<()> {
+    /// Takes `partitions` (from an assignment callback): they are restored
+    /// from the loop, outside any transaction, before a record of theirs is
+    /// processed. `committed` gives the group's committed offsets.
+    pub fn assign(&mut self, partitions: &[i32], committed: &HashMap<i32, i64>) {
+        for p in partitions {
+            self.owned.remove(p);
+            self.rewind.remove(p);
+            self.unrestored.insert(*p, committed.get(p).copied());
+        }
+        self.restore_not_before = None;
+        self.restore_backoff = Duration::from_millis(500);
+        self.metrics.set_restoring(!self.unrestored.is_empty());
+    }
+
+    /// Whether partitions wait for a restore that may be attempted now.
+    pub fn restore_due(&self) -> bool {
+        !self.unrestored.is_empty() && self.restore_not_before.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// Restores every partition waiting for it. Call with no transaction
+    /// open. A failure that a later attempt may not meet (a broker or the
+    /// state topic not answering in time) is logged and retried with
+    /// backoff; state that cannot be read is an error.
+    pub fn restore_pending(&mut self) -> Result<()> {
+        if self.txn.is_some() || self.sink.is_open() {
+            return Err(Error::State(
+                "restore attempted inside a transaction".into(),
+            ));
+        }
+        let pending: Vec<(i32, Option<i64>)> =
+            self.unrestored.iter().map(|(p, o)| (*p, *o)).collect();
+        let partitions: Vec<i32> = pending.iter().map(|(p, _)| *p).collect();
         let started = Instant::now();
         let span = self.traces.enter(
             telemetry::RESTORE_SPAN,
@@ -191,12 +240,11 @@ impl Engine {
                 ),
                 KeyValue::new(
                     "auditchain.partitions",
-                    telemetry::partitions_value(partitions),
+                    telemetry::partitions_value(&partitions),
                 ),
             ],
         );
-        self.metrics.set_restoring(true);
-        let result = self.restore(partitions, committed);
+        let result = self.restore(&pending);
         if let Some(span) = &span {
             match &result {
                 Ok(tenants) => {
@@ -205,17 +253,28 @@ impl Engine {
                 Err(e) => span.fail(e),
             }
         }
-        self.metrics.set_restoring(false);
         self.metrics
             .restore_seconds
             .observe(started.elapsed().as_secs_f64());
-        self.update_gauges();
-        result.map(|_| ())
+        match result {
+            Ok(_) => {
+                self.metrics.set_restoring(false);
+                self.update_gauges();
+                Ok(())
+            }
+            Err(e @ Error::State(_)) => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, ?partitions, retry_in_ms = self.restore_backoff.as_millis() as u64, "restore failed; trying again");
+                self.restore_not_before = Some(Instant::now() + self.restore_backoff);
+                self.restore_backoff = (self.restore_backoff * 2).min(MAX_RESTORE_BACKOFF);
+                Ok(())
+            }
+        }
     }
 
     /// Returns the number of tenants restored.
-    fn restore(&mut self, partitions: &[i32], committed: &HashMap<i32, i64>) -> Result<usize> {
-        let started = Instant::now();
+    fn restore(&mut self, pending: &[(i32, Option<i64>)]) -> Result<usize> {
+        let partitions: Vec<i32> = pending.iter().map(|(p, _)| *p).collect();
         if let Some(max) = partitions.iter().max() {
             let needed = *max as usize + 1;
             let grown = self
@@ -223,40 +282,83 @@ impl Engine {
                 .block_on(crate::kafka::ensure_output_partitions(&self.config, needed))?;
             if !grown.is_empty() {
                 tracing::info!(topics = ?grown, partitions = needed, "the input topic grew: output topics grown to match");
+                let t = &self.config.topics;
+                self.sink
+                    .refresh_metadata(&[&t.chained, &t.quarantine, &t.anchors, &t.state])?;
             }
         }
-        let restored = state::restore(&self.config, partitions)?;
+        let restored = state::restore(&self.config, &partitions)?;
         let tenants: usize = restored.values().map(|s| s.tenants.len()).sum();
-        for (p, state) in restored {
-            self.owned.insert(
-                p,
-                Owned {
-                    state,
-                    next_offset: committed.get(&p).copied(),
-                },
-            );
+        for (p, group_offset) in pending {
+            let state = restored.get(p).cloned().unwrap_or_default();
+            let next_offset = self.reconcile_offsets(*p, &state, *group_offset);
+            self.owned.insert(*p, Owned { state, next_offset });
+            self.unrestored.remove(p);
+            // The consumer may already have fetched from the group's offset.
+            self.rewind.insert(*p);
         }
-        tracing::info!(
-            partitions = ?partitions,
-            tenants,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "partitions restored"
-        );
+        tracing::info!(partitions = ?partitions, tenants, "partitions restored");
         Ok(tenants)
+    }
+
+    /// The next input offset of a restored partition. The state topic holds
+    /// the offset written in the same transaction as the heads, so it wins
+    /// over the group's: a group offset that expired (the group was empty
+    /// longer than `offsets.retention.minutes`) or was reset by hand would
+    /// otherwise replay records on top of heads that already contain them,
+    /// or skip records no chain contains.
+    fn reconcile_offsets(&self, p: i32, state: &PartitionState, group: Option<i64>) -> Option<i64> {
+        match (state.next_offset, group) {
+            (Some(s), Some(g)) if s != g => {
+                tracing::warn!(partition = p, state_offset = s, group_offset = g, "the group's committed offset disagrees with the chain state; resuming from the chain state's offset");
+                self.metrics.offset_mismatches.inc();
+                Some(s)
+            }
+            (Some(s), None) => {
+                tracing::warn!(partition = p, state_offset = s, "the group has no committed offset (expired?); resuming from the chain state's offset");
+                self.metrics.offset_mismatches.inc();
+                Some(s)
+            }
+            (s, g) => s.or(g),
+        }
     }
 
     /// Forgets `partitions` (after their transaction was committed or aborted).
     pub fn revoke(&mut self, partitions: &[i32]) {
         for p in partitions {
             self.owned.remove(p);
+            self.rewind.remove(p);
+            self.unrestored.remove(p);
         }
+        self.metrics.set_restoring(!self.unrestored.is_empty());
         self.update_gauges();
     }
 
-    /// Forgets everything.
-    pub fn revoke_all(&mut self) {
-        self.owned.clear();
-        self.update_gauges();
+    /// Partitions whose consumer position must be moved back to the
+    /// committed next offset, and where to; clears the list.
+    pub fn take_rewinds(&mut self) -> Vec<Rewind> {
+        let rewind = std::mem::take(&mut self.rewind);
+        rewind
+            .into_iter()
+            .filter_map(|p| {
+                let owned = self.owned.get(&p)?;
+                Some((
+                    p,
+                    owned.next_offset.map_or(Offset::Beginning, Offset::Offset),
+                ))
+            })
+            .collect()
+    }
+
+    /// Marks every owned partition for a rewind (a fetched batch was
+    /// dropped unprocessed).
+    pub fn rewind_all(&mut self) {
+        self.rewind.extend(self.owned.keys().copied());
+    }
+
+    /// Puts partitions back on the rewind list (their seek failed).
+    pub fn rewind_again(&mut self, partitions: impl IntoIterator<Item = i32>) {
+        self.rewind.extend(partitions);
     }
 
     fn update_gauges(&self) {
@@ -264,7 +366,7 @@ impl Engine {
         self.metrics.tenants.set(tenants as i64);
         self.metrics
             .assigned_partitions
-            .set(self.owned.len() as i64);
+            .set((self.owned.len() + self.unrestored.len()) as i64);
     }
 
     /// Where this engine's spans go.
@@ -279,11 +381,11 @@ impl Engine {
 
     /// Whether the open transaction should be committed now.
     pub fn txn_due(&self) -> bool {
-        match self.txn_started {
+        match &self.txn {
             None => false,
             Some(t) => {
-                self.txn_records >= self.config.processing.max_batch_records
-                    || t.elapsed()
+                t.records >= self.config.processing.max_batch_records
+                    || t.started.elapsed()
                         >= Duration::from_millis(self.config.processing.commit_interval_ms)
             }
         }
@@ -291,49 +393,45 @@ impl Engine {
 
     /// Time left until the open transaction is due, if one is open.
     pub fn txn_remaining(&self) -> Option<Duration> {
-        self.txn_started.map(|t| {
+        self.txn.as_ref().map(|t| {
             Duration::from_millis(self.config.processing.commit_interval_ms)
-                .saturating_sub(t.elapsed())
+                .saturating_sub(t.started.elapsed())
         })
     }
 
-    /// Routes and writes one batch of input records in the open transaction
-    /// (opening one if needed). Records of partitions not owned, or below the
-    /// partition's next offset, are skipped: they were fetched before a
-    /// rebalance moved the partition or are refetches of processed records.
+    /// Whether a transaction is open.
+    pub fn has_open_transaction(&self) -> bool {
+        self.txn.is_some() || self.sink.is_open()
+    }
+
+    /// The input topic.
+    pub fn owned_topic(&self) -> &str {
+        &self.config.topics.input
+    }
+
+    /// Routes and writes records of `batch` in the open transaction (opening
+    /// one if needed). Records of partitions not owned, waiting for a
+    /// rewind, or below the partition's next offset are skipped: they were
+    /// fetched before a rebalance or an abort, or are refetches of processed
+    /// records. Returns how many records of `batch` it got through: fewer
+    /// than all when the next record would make its partition's anchor too
+    /// large — commit, then call again with the rest.
     pub fn process(
         &mut self,
         batch: &[BorrowedMessage<'_>],
         decoders: &Decoders,
         keys: &KeySet,
-    ) -> Result<()> {
-        let mut accepted: Vec<&BorrowedMessage<'_>> = Vec::with_capacity(batch.len());
-        let mut next: HashMap<i32, i64> = HashMap::new();
-        for m in batch {
-            let p = m.partition();
-            let Some(owned) = self.owned.get(&p) else {
-                continue;
-            };
-            let floor = next
-                .get(&p)
-                .copied()
-                .or(owned.next_offset)
-                .unwrap_or(i64::MIN);
-            if m.offset() < floor {
-                continue;
-            }
-            next.insert(p, m.offset() + 1);
-            accepted.push(m);
-        }
+    ) -> Result<usize> {
+        let accepted = self.accept(batch);
         if accepted.is_empty() {
-            return Ok(());
+            return Ok(batch.len());
         }
-
         let max = self.config.processing.max_record_bytes;
         let routed: Vec<(Verdict, RecordHeaders)> = self.pool.install(|| {
             accepted
                 .par_iter()
-                .map(|m| {
+                .map(|i| {
+                    let m = &batch[*i];
                     let headers = RecordHeaders::read(m);
                     let input = Input {
                         key: m.key(),
@@ -345,17 +443,68 @@ impl Engine {
                 })
                 .collect()
         });
-
         self.sink.ensure_open()?;
-        if self.txn_started.is_none() {
-            self.txn_started = Some(Instant::now());
-            self.txn_started_at = Some(SystemTime::now());
+        if self.txn.is_none() {
+            self.txn = Some(Txn::new());
         }
-        for (m, (verdict, headers)) in accepted.iter().zip(routed) {
+        for (i, (verdict, headers)) in accepted.iter().zip(routed) {
+            let m = &batch[*i];
+            if self.anchor_would_overflow(m.partition(), &verdict) {
+                self.stats.early_commits += 1;
+                self.report_open_records();
+                return Ok(*i);
+            }
             self.write_one(m, verdict, headers)?;
         }
-        self.txn_records += accepted.len();
-        Ok(())
+        self.report_open_records();
+        Ok(batch.len())
+    }
+
+    fn report_open_records(&self) {
+        let records = self.txn.as_ref().map_or(0, |t| t.records);
+        self.metrics.open_transaction_records.set(records as i64);
+    }
+
+    /// Indexes of the records of `batch` to process.
+    fn accept(&self, batch: &[BorrowedMessage<'_>]) -> Vec<usize> {
+        let mut accepted = Vec::with_capacity(batch.len());
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        for (i, m) in batch.iter().enumerate() {
+            let p = m.partition();
+            let Some(owned) = self.owned.get(&p) else {
+                continue;
+            };
+            if self.rewind.contains(&p) {
+                continue;
+            }
+            let floor = next
+                .get(&p)
+                .copied()
+                .or_else(|| match &self.txn {
+                    Some(t) => t.next_offset(p, owned.next_offset),
+                    None => owned.next_offset,
+                })
+                .unwrap_or(i64::MIN);
+            if m.offset() < floor {
+                continue;
+            }
+            next.insert(p, m.offset() + 1);
+            accepted.push(i);
+        }
+        accepted
+    }
+
+    /// Whether chaining this verdict would push its partition's anchor past
+    /// the size limit (a segment's first record always goes in).
+    fn anchor_would_overflow(&self, p: i32, verdict: &Verdict) -> bool {
+        let Verdict::Chain { tenant, .. } = verdict else {
+            return false;
+        };
+        let Some(pending) = self.txn.as_ref().and_then(|t| t.partitions.get(&p)) else {
+            return false;
+        };
+        !pending.leaves.is_empty()
+            && pending.head_bytes + pending.anchor_growth(tenant) > self.anchor_head_budget
     }
 
     fn write_one(
@@ -364,229 +513,216 @@ impl Engine {
         verdict: Verdict,
         headers: RecordHeaders,
     ) -> Result<()> {
-        let topic = self.config.topics.input.as_str();
         let p = m.partition();
-        let offset = m.offset();
-        let partition = p as u32;
-        let source_offset = offset as u64;
-        let timestamp = m.timestamp().to_millis().unwrap_or(-1);
-        let value = m.payload().unwrap_or_default();
-        let others_have = |tenant: &str, owned: &HashMap<i32, Owned>| {
-            owned
-                .iter()
-                .any(|(q, o)| *q != p && o.state.tenants.contains_key(tenant))
-        };
-        let mut tenant_elsewhere = false;
-        self.txn_links.add(&headers.pairs, p, offset);
+        self.txn_links.add(&headers.pairs, p, m.offset());
         let owned = self
             .owned
             .get(&p)
             .ok_or_else(|| Error::State(format!("partition {p} is not owned")))?;
         let anchor_seq = owned.state.anchor.anchor_seq + 1;
-
-        let leaf = match verdict {
+        let (chained, bytes, key) = match verdict {
             Verdict::Chain { tenant, key_id } => {
-                let head = owned.state.tenants.get(&tenant).copied();
-                if head.is_none() && others_have(&tenant, &self.owned) {
-                    tenant_elsewhere = true;
-                }
-                let (seq, prev) = head.map_or((1, chain::ZERO), |h| (h.seq + 1, h.entry_hash));
-                let digest = chain::event_digest(value);
-                let entry = chain::entry_hash(
-                    &tenant,
-                    seq,
-                    &prev,
-                    &digest,
-                    topic,
-                    partition,
-                    source_offset,
-                );
-                let record = ChainedRecord {
-                    tenant_id: tenant.clone(),
-                    seq,
-                    prev_hash: prev,
-                    entry_hash: entry,
-                    event_digest: digest,
-                    source_topic: topic.to_string(),
-                    source_partition: partition,
-                    source_offset,
-                    source_timestamp_ms: timestamp,
-                    key_id,
-                    producer_sig: headers.first(SIG_HEADER).unwrap_or_default().to_vec(),
-                    event: value.to_vec(),
-                    anchor_seq,
-                };
-                let bytes = record.encode(self.schema_ids.chained)?;
-                self.sink.send(
-                    &self.config.topics.chained,
-                    p,
-                    Some(tenant.as_bytes()),
-                    &bytes,
-                    None,
-                )?;
-                if let Some(owned) = self.owned.get_mut(&p) {
-                    owned.state.tenants.insert(
-                        tenant.clone(),
-                        ChainHead {
-                            seq,
-                            entry_hash: entry,
-                        },
-                    );
-                }
-                if tenant_elsewhere {
-                    self.segments.entry(p).or_default().tenants_elsewhere += 1;
-                    tracing::warn!(
-                        tenant = %tenant,
-                        partition = p,
-                        "tenant seen on a second input partition: it gets a separate chain there (DESIGN.md §3)"
-                    );
-                }
-                let seg = self.segments.entry(p).or_default();
-                seg.chained += 1;
-                seg.grown.insert(tenant);
-                entry
+                let elsewhere = self.tenant_elsewhere(p, &tenant);
+                let record = self.chain_one(m, &tenant, key_id, &headers, anchor_seq, elsewhere)?;
+                (true, record, Some(tenant.into_bytes()))
             }
             Verdict::Quarantine { reason, detail } => {
-                let key = m.key();
-                let qh = chain::quarantine_hash(
-                    topic,
-                    partition,
-                    source_offset,
-                    key.unwrap_or_default(),
-                    value,
-                    reason.code(),
-                );
-                let detail = if headers.unreadable {
-                    format!("{detail}; the record's header names are not UTF-8, so its headers could not be kept")
-                } else {
-                    detail
-                };
-                let record = QuarantineRecord {
-                    reason,
-                    detail,
-                    source_topic: topic.to_string(),
-                    source_partition: partition,
-                    source_offset,
-                    source_timestamp_ms: timestamp,
-                    raw_key: key.map(<[u8]>::to_vec),
-                    raw_value: m.payload().map(<[u8]>::to_vec),
-                    headers: headers.pairs,
-                    quarantine_hash: qh,
-                    anchor_seq,
-                };
-                let bytes = record.encode(self.schema_ids.quarantine)?;
-                self.sink
-                    .send(&self.config.topics.quarantine, p, key, &bytes, None)?;
-                let seg = self.segments.entry(p).or_default();
-                seg.quarantined += 1;
-                *seg.reasons.entry(reason).or_default() += 1;
-                qh
+                let record = self.quarantine_one(m, reason, detail, headers, anchor_seq)?;
+                (false, record, m.key().map(<[u8]>::to_vec))
             }
         };
-        let seg = self.segments.entry(p).or_default();
-        if seg.leaves.is_empty() {
-            seg.first_offset = source_offset;
-        }
-        seg.last_offset = source_offset;
-        seg.leaves.push(leaf);
-        seg.timestamps_ms.push(timestamp);
-        if let Some(owned) = self.owned.get_mut(&p) {
-            owned.next_offset = Some(offset + 1);
+        let topic = if chained {
+            &self.config.topics.chained
+        } else {
+            &self.config.topics.quarantine
+        };
+        self.sink.send(topic, p, key.as_deref(), &bytes, None)?;
+        if let Some(txn) = &mut self.txn {
+            txn.records += 1;
         }
         Ok(())
     }
 
-    /// Closes the open transaction: one signed anchor and the new chain heads
-    /// per partition it touched, the consumer offsets, commit. On failure the
-    /// caller decides by the error's class (abort and rewind, or start over).
-    pub fn commit(&mut self, group: &ConsumerGroupMetadata) -> Result<()> {
-        if !self.sink.is_open() {
-            return Ok(());
+    /// Whether another owned partition already holds a chain of `tenant`
+    /// while this one starts a new one (DESIGN.md §3: it gets a second chain).
+    fn tenant_elsewhere(&self, p: i32, tenant: &str) -> bool {
+        let pending = self.txn.as_ref().map(|t| &t.partitions);
+        let here = |q: i32| {
+            self.owned
+                .get(&q)
+                .is_some_and(|o| o.state.tenants.contains_key(tenant))
+                || pending
+                    .and_then(|ps| ps.get(&q))
+                    .is_some_and(|s| s.heads.contains_key(tenant))
+        };
+        !here(p) && self.owned.keys().any(|q| *q != p && here(*q))
+    }
+
+    fn chain_one(
+        &mut self,
+        m: &BorrowedMessage<'_>,
+        tenant: &str,
+        key_id: String,
+        headers: &RecordHeaders,
+        anchor_seq: u64,
+        elsewhere: bool,
+    ) -> Result<Vec<u8>> {
+        let p = m.partition();
+        let topic = self.config.topics.input.as_str();
+        let value = m.payload().unwrap_or_default();
+        let timestamp = m.timestamp().to_millis().unwrap_or(-1);
+        let (Some(owned), Some(txn)) = (self.owned.get(&p), self.txn.as_mut()) else {
+            return Err(Error::State(format!("partition {p} is not owned")));
+        };
+        let pending = txn.partitions.entry(p).or_default();
+        let entry = pending.chain(&owned.state, tenant, value, topic, p, m.offset(), timestamp);
+        if elsewhere {
+            pending.tenants_elsewhere += 1;
+            tracing::warn!(
+                tenant = %tenant,
+                partition = p,
+                "tenant seen on a second input partition: it gets a separate chain there (DESIGN.md §3)"
+            );
         }
-        let summary = self.traces.enabled().then(|| self.txn_summary());
-        let result = self.commit_open(group);
-        if let Some(summary) = summary {
-            match &result {
-                Ok(anchors) => self.report_txn(summary, *anchors, TxnOutcome::Committed),
-                Err(e) => self.report_txn(summary, 0, TxnOutcome::Failed(e.to_string())),
+        ChainedRecord {
+            tenant_id: tenant.to_string(),
+            seq: entry.seq,
+            prev_hash: entry.prev_hash,
+            entry_hash: entry.entry_hash,
+            event_digest: entry.event_digest,
+            source_topic: topic.to_string(),
+            source_partition: p as u32,
+            source_offset: m.offset() as u64,
+            source_timestamp_ms: timestamp,
+            key_id,
+            producer_sig: headers.first(SIG_HEADER).unwrap_or_default().to_vec(),
+            event: value.to_vec(),
+            anchor_seq,
+        }
+        .encode(self.schema_ids.chained)
+    }
+
+    fn quarantine_one(
+        &mut self,
+        m: &BorrowedMessage<'_>,
+        reason: route::Reason,
+        detail: String,
+        headers: RecordHeaders,
+        anchor_seq: u64,
+    ) -> Result<Vec<u8>> {
+        let p = m.partition();
+        let topic = self.config.topics.input.as_str();
+        let timestamp = m.timestamp().to_millis().unwrap_or(-1);
+        let qh = chain::quarantine_hash(
+            topic,
+            p as u32,
+            m.offset() as u64,
+            m.key().unwrap_or_default(),
+            m.payload().unwrap_or_default(),
+            reason.code(),
+        );
+        let detail = if headers.unreadable {
+            format!("{detail}; the record's header names are not UTF-8, so its headers could not be kept")
+        } else {
+            detail
+        };
+        let txn = self
+            .txn
+            .as_mut()
+            .ok_or_else(|| Error::State("no open transaction".into()))?;
+        txn.partitions
+            .entry(p)
+            .or_default()
+            .quarantine(reason, qh, m.offset(), timestamp);
+        QuarantineRecord {
+            reason,
+            detail,
+            source_topic: topic.to_string(),
+            source_partition: p as u32,
+            source_offset: m.offset() as u64,
+            source_timestamp_ms: timestamp,
+            raw_key: m.key().map(<[u8]>::to_vec),
+            raw_value: m.payload().map(<[u8]>::to_vec),
+            headers: headers.pairs,
+            quarantine_hash: qh,
+            anchor_seq,
+        }
+        .encode(self.schema_ids.quarantine)
+    }
+
+    /// Closes the open transaction: one signed anchor, the new chain heads
+    /// and the next input offset per partition it touched, the consumer
+    /// offsets, commit. The committed state changes only if the commit
+    /// succeeds; on failure the transaction stays open, sealed, for the
+    /// caller to abort (or to commit again: nothing is written twice).
+    pub fn commit(&mut self, group: &ConsumerGroupMetadata, cause: CommitCause) -> Result<()> {
+        let Some(mut txn) = self.txn.take() else {
+            return Ok(());
+        };
+        let result = self.seal_and_commit(&mut txn, group, cause);
+        if self.traces.enabled() {
+            let outcome = match &result {
+                Ok(_) => TxnOutcome::Committed,
+                Err(e) => TxnOutcome::Failed(e.to_string()),
+            };
+            let anchors = result.as_ref().map_or(0, |a| *a);
+            self.report_txn(&txn, anchors, outcome);
+        }
+        match result {
+            Ok(anchors) => {
+                self.apply(txn, anchors);
+                Ok(())
+            }
+            Err(e) => {
+                self.txn = Some(txn);
+                Err(e)
             }
         }
-        if result.is_ok() {
-            self.txn_started_at = None;
+    }
+
+    fn seal_and_commit(
+        &mut self,
+        txn: &mut Txn,
+        group: &ConsumerGroupMetadata,
+        cause: CommitCause,
+    ) -> Result<u64> {
+        if txn.sealed.is_none() {
+            txn.sealed = Some(self.seal(txn)?);
         }
-        result.map(|_| ())
-    }
-
-    /// Partitions and counts of the open transaction, before committing
-    /// consumes its segments.
-    fn txn_summary(&self) -> TxnSummary {
-        TxnSummary {
-            partitions: self.segments.keys().copied().collect(),
-            chained: self.segments.values().map(|s| s.chained).sum(),
-            quarantined: self.segments.values().map(|s| s.quarantined).sum(),
-            records: self.txn_records as u64,
-        }
-    }
-
-    /// Emits the transaction span (when tracing) once per transaction.
-    fn report_txn(&mut self, summary: TxnSummary, anchors: u64, outcome: TxnOutcome) {
-        let Some(started) = self.txn_started_at.take() else {
-            return;
-        };
-        let links = std::mem::replace(&mut self.txn_links, self.traces.links());
-        self.traces.transaction(TxnSpan {
-            started,
-            topic: &self.config.topics.input,
-            group: &self.config.kafka.group_id,
-            partitions: summary.partitions,
-            records: summary.records,
-            chained: summary.chained,
-            quarantined: summary.quarantined,
-            anchors,
-            links,
-            outcome,
-        });
-    }
-
-    /// Writes anchors, heads and offsets and commits; returns the anchors written.
-    fn commit_open(&mut self, group: &ConsumerGroupMetadata) -> Result<u64> {
-        let topic = self.config.topics.input.clone();
+        let sealed = txn
+            .sealed
+            .as_ref()
+            .ok_or_else(|| Error::State("transaction not sealed".into()))?;
+        let topic = &self.config.topics.input;
         let mut offsets = TopicPartitionList::new();
-        let segments = std::mem::take(&mut self.segments);
-        let mut anchors = 0u64;
-        for (p, seg) in &segments {
-            let Some(owned) = self.owned.get_mut(p) else {
+        for (p, next) in &sealed.offsets {
+            offsets
+                .add_partition_offset(topic, *p, Offset::Offset(*next))
+                .map_err(|e| Error::kafka("building the offsets to commit", e))?;
+        }
+        self.sink.commit(&offsets, group, cause)?;
+        Ok(sealed.anchors.len() as u64)
+    }
+
+    /// Writes each partition's anchor and state records into the open
+    /// transaction.
+    fn seal(&self, txn: &Txn) -> Result<Sealed> {
+        let topic = &self.config.topics.input;
+        let mut sealed = Sealed::default();
+        for (p, pending) in &txn.partitions {
+            let Some(owned) = self.owned.get(p) else {
                 return Err(Error::State(format!(
                     "partition {p} has records in the open transaction but is no longer owned"
                 )));
             };
-            let Some(root) = chain::merkle_root(&seg.leaves) else {
+            let Some(anchor) = pending.anchor(
+                &owned.state.anchor,
+                topic,
+                *p,
+                &self.config.signing.key_id,
+                now_micros(),
+            ) else {
                 continue;
-            };
-            let tenant_heads: Vec<TenantHead> = seg
-                .grown
-                .iter()
-                .filter_map(|t| {
-                    owned.state.tenants.get(t).map(|h| TenantHead {
-                        tenant_id: t.clone(),
-                        seq: h.seq,
-                        entry_hash: h.entry_hash,
-                    })
-                })
-                .collect();
-            let anchor = Anchor {
-                source_topic: topic.clone(),
-                source_partition: *p as u32,
-                anchor_seq: owned.state.anchor.anchor_seq + 1,
-                prev_anchor_hash: owned.state.anchor.anchor_hash,
-                first_offset: seg.first_offset,
-                last_offset: seg.last_offset,
-                chained_count: seg.chained,
-                quarantined_count: seg.quarantined,
-                merkle_root: root,
-                tenant_heads,
-                created_at_us: now_micros(),
-                signer_key_id: self.config.signing.key_id.clone(),
             };
             let msg = anchor.message();
             let batch = AnchorBatch {
@@ -602,96 +738,130 @@ impl Engine {
                 &batch.encode(self.schema_ids.anchor)?,
                 None,
             )?;
-            owned.state.anchor = state::AnchorHead {
+            let head = AnchorHead {
                 anchor_seq: batch.anchor.anchor_seq,
                 anchor_hash: batch.anchor_hash,
             };
-            for head in &batch.anchor.tenant_heads {
-                let (k, v) = state::tenant_record(
-                    &topic,
-                    &head.tenant_id,
-                    &ChainHead {
-                        seq: head.seq,
-                        entry_hash: head.entry_hash,
-                    },
-                );
-                self.sink
-                    .send(&self.config.topics.state, *p, Some(k.as_bytes()), &v, None)?;
-            }
-            let (k, v) = state::anchor_record(&topic, &owned.state.anchor);
-            self.sink
-                .send(&self.config.topics.state, *p, Some(k.as_bytes()), &v, None)?;
-            if let Some(next) = owned.next_offset {
-                offsets
-                    .add_partition_offset(&topic, *p, Offset::Offset(next))
-                    .map_err(|e| Error::kafka("building the offsets to commit", e))?;
-            }
-            anchors += 1;
+            self.write_state(*p, pending, &head)?;
+            sealed.anchors.insert(*p, head);
+            sealed.offsets.insert(*p, pending.next_offset);
         }
-        self.sink.commit(&offsets, group)?;
+        Ok(sealed)
+    }
+
+    /// The state records of one partition's segment: new tenant heads, the
+    /// anchor head and the next input offset, all in this transaction.
+    fn write_state(&self, p: i32, pending: &Pending, anchor: &AnchorHead) -> Result<()> {
+        let topic = &self.config.topics.input;
+        let state_topic = &self.config.topics.state;
+        for (tenant, head) in &pending.heads {
+            let (k, v) = state::tenant_record(topic, tenant, head);
+            self.sink
+                .send(state_topic, p, Some(k.as_bytes()), &v, None)?;
+        }
+        let (k, v) = state::anchor_record(topic, anchor);
+        self.sink
+            .send(state_topic, p, Some(k.as_bytes()), &v, None)?;
+        let (k, v) = state::offset_record(topic, pending.next_offset);
+        self.sink.send(state_topic, p, Some(k.as_bytes()), &v, None)
+    }
+
+    /// Makes a committed transaction's changes the committed state.
+    fn apply(&mut self, txn: Txn, anchors: u64) {
+        let Txn {
+            partitions,
+            started,
+            records,
+            sealed,
+            ..
+        } = txn;
+        let anchor_heads = sealed.map(|s| s.anchors).unwrap_or_default();
         self.stats.commits += 1;
         self.stats.anchors += anchors;
-        let m = &self.metrics;
+        let m = Arc::clone(&self.metrics);
         m.transactions
             .get_or_create(&ResultLabel {
                 result: "committed",
             })
             .inc();
-        if let Some(started) = self.txn_started {
-            m.transaction_seconds
-                .observe(started.elapsed().as_secs_f64());
-        }
+        m.transaction_seconds
+            .observe(started.elapsed().as_secs_f64());
         m.anchors.inc_by(anchors);
-        for seg in segments.values() {
-            self.stats.chained += seg.chained;
-            self.stats.tenants_on_several_partitions += seg.tenants_elsewhere;
-            m.records
-                .get_or_create(&OutcomeLabel { outcome: "chained" })
-                .inc_by(seg.chained);
-            m.records
-                .get_or_create(&OutcomeLabel {
-                    outcome: "quarantined",
-                })
-                .inc_by(seg.quarantined);
-            m.tenants_on_several_partitions
-                .inc_by(seg.tenants_elsewhere);
-            for (reason, n) in &seg.reasons {
-                *self.stats.quarantined.entry(*reason).or_default() += n;
-                m.quarantined
-                    .get_or_create(&ReasonLabel {
-                        reason: reason.code(),
-                    })
-                    .inc_by(*n);
+        let touched = partitions.len();
+        for (p, pending) in partitions {
+            self.count_committed(&m, &pending);
+            if let Some(owned) = self.owned.get_mut(&p) {
+                if !pending.leaves.is_empty() {
+                    owned.next_offset = Some(pending.next_offset);
+                }
+                pending.apply(&mut owned.state, anchor_heads.get(&p).copied());
             }
-            m.observe_committed(&seg.timestamps_ms);
         }
         self.update_gauges();
-        tracing::debug!(
-            records = self.txn_records,
-            partitions = segments.len(),
-            "transaction committed"
-        );
-        self.txn_started = None;
-        self.txn_records = 0;
-        Ok(anchors)
+        self.report_open_records();
+        tracing::debug!(records, partitions = touched, "transaction committed");
     }
 
-    /// Aborts the open transaction and forgets everything it changed: the
-    /// caller restores state and rewinds the consumer to the committed
-    /// offsets before going on.
-    pub fn abort(&mut self) -> Result<()> {
-        if self.traces.enabled() {
-            let summary = self.txn_summary();
-            self.report_txn(summary, 0, TxnOutcome::Aborted);
+    fn count_committed(&mut self, m: &Metrics, seg: &Pending) {
+        self.stats.chained += seg.chained;
+        self.stats.tenants_on_several_partitions += seg.tenants_elsewhere;
+        m.records
+            .get_or_create(&OutcomeLabel { outcome: "chained" })
+            .inc_by(seg.chained);
+        m.records
+            .get_or_create(&OutcomeLabel {
+                outcome: "quarantined",
+            })
+            .inc_by(seg.quarantined);
+        m.tenants_on_several_partitions
+            .inc_by(seg.tenants_elsewhere);
+        for (reason, n) in &seg.reasons {
+            *self.stats.quarantined.entry(*reason).or_default() += n;
+            m.quarantined
+                .get_or_create(&ReasonLabel {
+                    reason: reason.code(),
+                })
+                .inc_by(*n);
         }
-        self.txn_started_at = None;
+        m.observe_committed(&seg.timestamps_ms);
+    }
+
+    /// Emits the transaction span (when tracing).
+    fn report_txn(&mut self, txn: &Txn, anchors: u64, outcome: TxnOutcome) {
+        let links = std::mem::replace(&mut self.txn_links, self.traces.links());
+        self.traces.transaction(TxnSpan {
+            started: txn.started_at,
+            topic: &self.config.topics.input,
+            group: &self.config.kafka.group_id,
+            partitions: txn.partitions.keys().copied().collect(),
+            records: txn.records as u64,
+            chained: txn.partitions.values().map(|s| s.chained).sum(),
+            quarantined: txn.partitions.values().map(|s| s.quarantined).sum(),
+            anchors,
+            links,
+            outcome,
+        });
+    }
+
+    /// Aborts the open transaction, if any, and drops everything it would
+    /// have changed. Every owned partition is marked for a rewind to its
+    /// committed next offset: records the loop fetched past it (in the
+    /// aborted transaction, or in a batch dropped with it) are processed
+    /// again. The one path every abort takes.
+    pub fn abort(&mut self) -> Result<()> {
+        let txn = self.txn.take();
+        if let Some(txn) = &txn {
+            // A failed commit already reported its span.
+            if txn.sealed.is_none() && self.traces.enabled() {
+                self.report_txn(txn, 0, TxnOutcome::Aborted);
+            }
+        }
         self.txn_links = self.traces.links();
-        self.segments.clear();
-        self.txn_started = None;
-        self.txn_records = 0;
+        self.rewind.extend(self.owned.keys().copied());
+        self.report_open_records();
         let was_open = self.sink.is_open();
         self.sink.abort()?;
-        if was_open {
+        if was_open || txn.is_some() {
             self.stats.aborts += 1;
             self.metrics
                 .transactions
@@ -707,20 +877,23 @@ impl Engine {
     /// offsets but not records, and without this the group's lag would stay
     /// at one per partition forever. Only called when no transaction is
     /// open and every polled record has been processed, so the gap holds no
-    /// data. The offsets go in a transaction of their own, with no records
-    /// and so no anchor.
+    /// data. The offsets go in a transaction of their own, with the state's
+    /// next offsets and no anchor.
     pub fn commit_past_markers(
         &mut self,
         positions: &HashMap<i32, i64>,
         group: &ConsumerGroupMetadata,
     ) -> Result<bool> {
-        if self.sink.is_open() {
+        if self.has_open_transaction() {
             return Ok(false);
         }
         let topic = self.config.topics.input.clone();
         let mut offsets = TopicPartitionList::new();
         let mut moved = Vec::new();
         for (p, owned) in &self.owned {
+            if self.rewind.contains(p) {
+                continue;
+            }
             if let (Some(pos), Some(next)) = (positions.get(p), owned.next_offset) {
                 if *pos > next {
                     offsets
@@ -734,23 +907,18 @@ impl Engine {
             return Ok(false);
         }
         self.sink.ensure_open()?;
-        self.sink.commit(&offsets, group)?;
+        for (p, pos) in &moved {
+            let (k, v) = state::offset_record(&topic, *pos);
+            self.sink
+                .send(&self.config.topics.state, *p, Some(k.as_bytes()), &v, None)?;
+        }
+        self.sink.commit(&offsets, group, CommitCause::Markers)?;
         for (p, pos) in moved {
             if let Some(owned) = self.owned.get_mut(&p) {
                 owned.next_offset = Some(pos);
             }
         }
         Ok(true)
-    }
-
-    /// The input topic.
-    pub fn owned_topic(&self) -> &str {
-        &self.config.topics.input
-    }
-
-    /// Whether records are waiting in an open transaction.
-    pub fn has_open_transaction(&self) -> bool {
-        self.sink.is_open()
     }
 }
 

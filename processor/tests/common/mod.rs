@@ -205,7 +205,8 @@ impl Fixture {
             group: random_group(),
             registry,
             partitions,
-            extra_librdkafka: vec![("topic.metadata.refresh.interval.ms".into(), "1000".into())],
+            // Production client settings: a test about a setting sets it itself.
+            extra_librdkafka: Vec::new(),
         };
         create_topic(&f.config("setup").topics.input, partitions, &[]).await;
         f
@@ -362,7 +363,27 @@ impl Fixture {
         instance_id: &str,
         traces: auditchain::telemetry::Traces,
     ) -> Running {
-        let config = Arc::new(self.config(instance_id));
+        self.start_with(instance_id, auditchain::processor::RunOptions::new(traces))
+    }
+
+    /// Like [`Fixture::start`], with options (injected faults, shared metrics).
+    pub fn start_with(
+        &self,
+        instance_id: &str,
+        options: auditchain::processor::RunOptions,
+    ) -> Running {
+        self.start_config(self.config(instance_id), options)
+    }
+
+    /// Starts a processor with a config of the test's own making (for a
+    /// test about a setting).
+    pub fn start_config(
+        &self,
+        config: Config,
+        options: auditchain::processor::RunOptions,
+    ) -> Running {
+        let instance_id = config.kafka.instance_id.clone();
+        let config = Arc::new(config);
         let shutdown = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&shutdown);
         let rt = tokio::runtime::Handle::current();
@@ -371,7 +392,7 @@ impl Fixture {
         let thread = std::thread::Builder::new()
             .name(format!("processor-{instance_id}"))
             .spawn(move || {
-                let result = auditchain::processor::run(config, flag, rt, traces);
+                let result = auditchain::processor::run_with(config, flag, rt, options);
                 if let Err(e) = &result {
                     if let Ok(mut f) = failed.lock() {
                         *f = Some(e.to_string());
@@ -388,10 +409,22 @@ impl Fixture {
     }
 
     /// Input high watermarks vs the group's committed offsets, per partition.
+    /// A group's coordinator may still be loading right after the group
+    /// appears (NOT_COORDINATOR): such answers are asked again.
     pub fn lag(&self) -> HashMap<i32, (i64, i64)> {
-        auditchain::kafka::group_lag(&self.config("lag-probe"))
-            .expect("group lag")
-            .into_iter()
+        let config = self.config("lag-probe");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let lag = loop {
+            match auditchain::kafka::group_lag(&config) {
+                Ok(lag) => break lag,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("group lag not available yet: {e}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("group lag: {e}"),
+            }
+        };
+        lag.into_iter()
             .map(|l| (l.partition, (l.high, l.committed)))
             .collect()
     }

@@ -1,0 +1,47 @@
+//! An anchor carries one tenant head per tenant that grew in its
+//! transaction. 30,000 tenants with 68-character ids on one partition make a
+//! transaction's anchor larger than the default 1 MB record limit; the
+//! processor must close such transactions early rather than abort and retry
+//! forever (with default settings, which is what this test runs).
+
+mod common;
+
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_thousand_long_tenant_ids_in_one_partition_do_not_stall() {
+    let fx = common::Fixture::new(1, false).await;
+    let mut spec = fx.spec(30_000, 30_000, 0);
+    // `<prefix>-<i>`: 68 characters for the larger ids.
+    spec.tenant_prefix = format!("tenant-{}", "x".repeat(56));
+    let produced = fx.produce(&spec).await;
+    assert_eq!(produced.records.len(), 30_000);
+    // The production defaults (the fixture's smaller batches would keep
+    // every anchor small).
+    let mut config = fx.config("anchors-1");
+    config.processing.commit_interval_ms = 1_000;
+    config.processing.max_batch_records = 10_000;
+    let running = fx.start_config(
+        config,
+        auditchain::processor::RunOptions::new(auditchain::telemetry::Traces::off()),
+    );
+    fx.wait_caught_up(&[&running], Duration::from_secs(300))
+        .await;
+    let summary = running.stop();
+    assert_eq!(summary.stats.chained, 30_000);
+    assert_eq!(summary.stats.aborts, 0, "no transaction may be aborted");
+    assert!(
+        summary.stats.early_commits > 0,
+        "the test did not reach the anchor size limit"
+    );
+    let (trail, report) = tokio::task::block_in_place(|| fx.verify());
+    common::assert_verified(&report);
+    assert_eq!(report.chains.len(), 30_000);
+    let largest = trail
+        .anchors
+        .iter()
+        .map(|a| a.anchor.tenant_heads.len())
+        .max()
+        .unwrap_or(0);
+    assert!(largest > 1_000, "anchors carry many heads each: {largest}");
+}
