@@ -390,7 +390,8 @@ pub fn start_lag_sampler(
                             let label = PartitionLabel {
                                 partition: l.partition,
                             };
-                            let stalled = progress.observe(l.partition, l.committed, l.records(), started);
+                            let stalled =
+                                progress.observe(l.partition, l.committed, l.records(), started);
                             metrics
                                 .partition_stalled_seconds
                                 .get_or_create(&label)
