@@ -82,8 +82,15 @@ impl Registry {
             }
             Ok(_) => Ok(Lookup::Unknown),
             // schema_registry_converter reports HTTP status only in its
-            // message; 404 is the registry's "no schema with this id".
-            Err(e) if !e.retriable && describe(&e).contains("status 404") => Ok(Lookup::Unknown),
+            // message. A client error about this id (404 "no schema with
+            // this id", 422, 400 ...) is an answer, and the same every time:
+            // retrying it would stall the pipeline, so the records are
+            // quarantined SCHEMA_UNKNOWN. Authentication, timeouts, rate
+            // limits and server errors are outages, retried with backoff.
+            Err(e) if !e.retriable && is_answer_about_the_id(&describe(&e)) => {
+                tracing::warn!(schema_id = id, error = %describe(&e), "the registry refused this schema id; its records are quarantined SCHEMA_UNKNOWN");
+                Ok(Lookup::Unknown)
+            }
             Err(e) => Err(self.error(&format!("looking up schema id {id}"), &e)),
         }
     }
@@ -93,9 +100,47 @@ impl Registry {
     }
 }
 
+/// Whether a registry error message carries a 4xx status that answers for
+/// the id itself rather than for the client or the server.
+fn is_answer_about_the_id(message: &str) -> bool {
+    let status = message.split("status ").skip(1).find_map(|rest| {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u16>().ok()
+    });
+    matches!(status, Some(400..=499)) && !matches!(status, Some(401 | 403 | 407 | 408 | 429))
+}
+
 fn describe(e: &SRCError) -> String {
     match &e.cause {
         Some(cause) => format!("{} ({cause})", e.error),
         None => e.error.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_answer_about_the_id;
+
+    #[test]
+    fn client_errors_about_the_id_are_answers_and_the_rest_outages() {
+        for answer in [
+            "HTTP status 404 Not Found",
+            "status 422",
+            "got status 400: bad id",
+        ] {
+            assert!(is_answer_about_the_id(answer), "{answer}");
+        }
+        for outage in [
+            "status 401",
+            "status 403",
+            "status 429",
+            "status 408",
+            "status 500",
+            "status 503",
+            "connection refused",
+            "status abc",
+        ] {
+            assert!(!is_answer_about_the_id(outage), "{outage}");
+        }
     }
 }

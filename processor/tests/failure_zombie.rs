@@ -1,7 +1,9 @@
 //! A zombie: one of two instances is frozen (SIGSTOP) past the session
 //! timeout, its partitions move to the other, then it wakes (SIGCONT) with a
 //! transaction it believes is open. Nothing it writes may survive: the trail
-//! verifies, with every input record exactly once.
+//! verifies, with every input record exactly once. The test checks the
+//! zombie really had an open transaction when it froze and that its commit
+//! was refused after it woke, so it cannot pass without a zombie.
 
 mod common;
 
@@ -11,7 +13,17 @@ use std::time::Duration;
 async fn a_frozen_instance_cannot_write_after_it_wakes() {
     let fx = common::Fixture::new(4, false).await;
     let stream = fx.stream(100, 100, Duration::from_millis(400));
-    let mut a = fx.spawn("zombie-a");
+    // The zombie's transactions close only when the broker or a rebalance
+    // closes them: it is certain to hold one open when frozen.
+    let (mut a, a_http) = fx
+        .spawn_http_with(
+            "zombie-a",
+            &[
+                ("AUDITCHAIN__PROCESSING__COMMIT_INTERVAL_MS", "8000"),
+                ("AUDITCHAIN__PROCESSING__MAX_BATCH_RECORDS", "1000000"),
+            ],
+        )
+        .await;
     let mut b = fx.spawn("zombie-b");
     let target = fx.committed_total() + 500;
     fx.wait_for(
@@ -25,6 +37,19 @@ async fn a_frozen_instance_cannot_write_after_it_wakes() {
     )
     .await;
 
+    let open_records = || {
+        let (_, text) = common::http(&a_http, "GET", "/metrics");
+        common::metric(&text, "auditchain_transaction_open_records", "")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while open_records() < 1.0 {
+        a.assert_alive();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a never held records in a transaction"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     a.pause();
     // While a is frozen, b must take over all partitions: every partition's
     // committed offset moves on past where it was at the freeze.
@@ -37,6 +62,22 @@ async fn a_frozen_instance_cannot_write_after_it_wakes() {
     )
     .await;
     a.resume();
+    // The zombie's commit is refused (fenced, or its transaction aborted by
+    // the coordinator): it counts a failed or aborted transaction.
+    let refused = || {
+        let (_, text) = common::http(&a_http, "GET", "/metrics");
+        common::metric(&text, "auditchain_transactions_total", "result=\"failed\"")
+            + common::metric(&text, "auditchain_transactions_total", "result=\"aborted\"")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while refused() < 1.0 {
+        a.assert_alive();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the zombie's transaction was never refused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let sent = stream.await.expect("producer task");
     fx.wait_for(

@@ -674,6 +674,10 @@ impl Engine {
                 Ok(())
             }
             Err(e) => {
+                self.metrics
+                    .transactions
+                    .get_or_create(&ResultLabel { result: "failed" })
+                    .inc();
                 self.txn = Some(txn);
                 Err(e)
             }

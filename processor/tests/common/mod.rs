@@ -268,14 +268,22 @@ impl Fixture {
     /// Starts `auditchain run` with its HTTP endpoint on a free loopback
     /// port and waits until it reports the address: (child, "host:port").
     pub async fn spawn_http(&self, instance_id: &str) -> (Child, String) {
+        self.spawn_http_with(instance_id, &[]).await
+    }
+
+    /// Like [`Fixture::spawn_http`], with extra environment variables.
+    pub async fn spawn_http_with(
+        &self,
+        instance_id: &str,
+        env: &[(&str, &str)],
+    ) -> (Child, String) {
         let address_file = self.path(&format!("{instance_id}.http-address"));
-        let mut child = self.spawn_with(
-            instance_id,
-            &[(
-                "AUDITCHAIN_HTTP_ADDRESS_FILE",
-                address_file.to_str().expect("utf-8 path"),
-            )],
-        );
+        let mut vars = vec![(
+            "AUDITCHAIN_HTTP_ADDRESS_FILE",
+            address_file.to_str().expect("utf-8 path"),
+        )];
+        vars.extend_from_slice(env);
+        let mut child = self.spawn_with(instance_id, &vars);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             child.assert_alive();
