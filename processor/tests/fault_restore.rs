@@ -109,7 +109,12 @@ async fn a_restore_reads_past_an_open_foreign_transaction() {
     let total = first.records.len() + second.records.len() + third.records.len();
     assert_eq!(total, 300);
     assert_eq!(trail.chained.len(), 300);
-    assert_eq!(report.chains.values().sum::<u64>(), 300, "{:?}", report.chains);
+    assert_eq!(
+        report.chains.values().sum::<u64>(),
+        300,
+        "{:?}",
+        report.chains
+    );
     assert_eq!(before.stats.chained + after.stats.chained, 300);
     // The coordinator aborted the foreign transaction on its timeout (the
     // fixed restore waited for exactly that); nothing is left to end here.
