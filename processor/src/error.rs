@@ -89,6 +89,26 @@ pub enum Error {
     /// Stored chain state is inconsistent with what the processor expects.
     #[error("chain state: {0}")]
     State(String),
+
+    /// A state restore did not reach the end (the high watermark) of every
+    /// partition in time, typically because a previous owner's transaction
+    /// is still open and holds the last stable offset back. Not fatal and no
+    /// sign of a broken producer: retry the restore after a backoff (see
+    /// [`crate::state::restore`]).
+    #[error(
+        "restoring chain state from `{topic}` did not reach the end of partitions {partitions:?} \
+         within {waited_secs} s ({detail}); not fatal: retry the restore"
+    )]
+    RestoreIncomplete {
+        /// The state topic.
+        topic: String,
+        /// The partitions that did not reach their high watermark.
+        partitions: Vec<i32>,
+        /// How long the restore read.
+        waited_secs: u64,
+        /// Each partition's position, last stable offset and high watermark.
+        detail: String,
+    },
 }
 
 /// How to react to a Kafka error (see the module documentation).
@@ -117,6 +137,12 @@ impl Error {
             field: field.into(),
             message: message.into(),
         }
+    }
+
+    /// Whether this is an incomplete state restore, which the caller retries
+    /// after a backoff rather than treating as fatal.
+    pub fn is_restore_incomplete(&self) -> bool {
+        matches!(self, Error::RestoreIncomplete { .. })
     }
 
     /// The Kafka error class, or `None` for errors that are not Kafka's.

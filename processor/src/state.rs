@@ -1,14 +1,44 @@
-//! Chain state: the heads of every tenant chain of a partition and the
-//! partition's anchor head, kept in the compacted state topic (same
-//! partition number as the input) and restored from it on assignment.
+//! Chain state: the heads of every tenant chain of a partition, the
+//! partition's anchor head and its next input offset, kept in the compacted
+//! state topic (same partition number as the input) and restored from it on
+//! assignment.
 //!
-//! Keys are `t/<tenant id>` for a tenant chain and `a` for the anchor head.
-//! DESIGN.md allows the bare tenant id as key with a reserved key for the
-//! anchor; the prefix makes a collision between a tenant named like the
-//! reserved key and the anchor head impossible. Values are small JSON
-//! documents, readable with any console consumer.
+//! Keys are `t/<tenant id>` for a tenant chain, `a` for the anchor head and
+//! `o` for the next input offset. DESIGN.md allows the bare tenant id as key
+//! with a reserved key for the anchor; the prefix makes a collision between a
+//! tenant named like a reserved key and the anchor or offset record
+//! impossible. Values are small JSON documents, readable with any console
+//! consumer, all with `v` (1) and `source_topic` (the input topic; one state
+//! topic cannot serve two):
+//!
+//! - `t/<tenant>` and `a`: `{"v":1,"source_topic":"…","seq":N,"hash":"<hex>"}`
+//!   (`seq` is the tenant's seq, or the anchor_seq).
+//! - `o`: `{"v":1,"source_topic":"…","next_offset":N}`: the input offset the
+//!   partition's next transaction starts at, written in the same transaction
+//!   as the heads it belongs to. It has a field of its own rather than
+//!   reusing `seq`: an offset is an `i64` position in the input, not a chain
+//!   sequence number, and a reader that mixes the two should fail loudly.
+//!   A state written before this key existed has no `o` record
+//!   ([`PartitionState::next_offset`] is `None`).
+//!
+//! ## Where a restore ends
+//!
+//! The state is read `read_committed`, so an aborted transaction's heads are
+//! never restored. librdkafka raises PartitionEOF at the last stable offset
+//! (LSO), and while any transaction that wrote to the partition is open — a
+//! dead previous owner's, until the coordinator aborts it after its
+//! `transaction.timeout.ms` — the LSO stays at that transaction's first
+//! record, even though heads committed after it are already in the log.
+//! Stopping there would continue chains from stale heads: a fork. So
+//! [`restore`] first takes each partition's high watermark with a
+//! `read_uncommitted` client (for it ListOffsets answers with the high
+//! watermark, not the LSO) and reads until the consumer's position has
+//! reached that high watermark; the LSO moves past it once every transaction
+//! open at the start has ended. librdkafka moves the position past
+//! transaction markers, so a partition whose last batch is a commit or abort
+//! marker finishes too; a partition with nothing in it is done at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -20,12 +50,32 @@ use serde::{Deserialize, Serialize};
 use crate::chain::{Hash, ZERO};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::kafka::{base_client_config, QuietContext};
+use crate::kafka::{base_client_config, QuietContext, ADMIN_TIMEOUT};
 
 /// Key of a partition's anchor head.
 pub const ANCHOR_KEY: &str = "a";
+/// Key of a partition's next input offset.
+pub const OFFSET_KEY: &str = "o";
 /// Prefix of a tenant chain head's key.
 pub const TENANT_PREFIX: &str = "t/";
+
+/// How long [`restore`] waits for its partitions' ends before it returns
+/// [`Error::RestoreIncomplete`]. A dead owner's open transaction holds the
+/// end back for its `transaction.timeout.ms` plus up to the coordinator's
+/// abort check interval (10 s each by default); this leaves room for a
+/// slow broker without blocking a rebalance callback for long.
+pub const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often a restore that waits on an open transaction says so again.
+const WAIT_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// One poll of the restore consumer. Short, because the position is looked
+/// at between polls and librdkafka handles a transaction marker inside a
+/// poll without returning.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Bound on the LSO look-ups made only for log lines and error messages.
+const LSO_LOOKUP: Duration = Duration::from_secs(5);
 
 /// The last entry of a tenant chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,34 +111,29 @@ pub struct PartitionState {
     pub tenants: HashMap<String, ChainHead>,
     /// The anchor chain head.
     pub anchor: AnchorHead,
-    /// The next input offset, written with the heads (key `o`).
+    /// The input offset these heads continue from (the `o` record), or
+    /// `None` when the state has none (never written, or written by a
+    /// version without it).
     pub next_offset: Option<i64>,
 }
 
-/// Key of a partition's next input offset.
-pub const OFFSET_KEY: &str = "o";
-
-/// The state record for a partition's next input offset.
-pub fn offset_record(source_topic: &str, next_offset: i64) -> (String, Vec<u8>) {
-    encode(
-        OFFSET_KEY.to_string(),
-        source_topic,
-        next_offset.max(0) as u64,
-        &ZERO,
-    )
-}
-
+/// A state record's value; which fields are present depends on the key
+/// (see the module documentation).
 #[derive(Debug, Serialize, Deserialize)]
-struct StoredHead {
+struct Stored {
     v: u32,
     source_topic: String,
-    seq: u64,
-    hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_offset: Option<i64>,
 }
 
 /// The state record for a tenant head.
 pub fn tenant_record(source_topic: &str, tenant: &str, head: &ChainHead) -> (String, Vec<u8>) {
-    encode(
+    encode_head(
         format!("{TENANT_PREFIX}{tenant}"),
         source_topic,
         head.seq,
@@ -98,7 +143,7 @@ pub fn tenant_record(source_topic: &str, tenant: &str, head: &ChainHead) -> (Str
 
 /// The state record for an anchor head.
 pub fn anchor_record(source_topic: &str, head: &AnchorHead) -> (String, Vec<u8>) {
-    encode(
+    encode_head(
         ANCHOR_KEY.to_string(),
         source_topic,
         head.anchor_seq,
@@ -106,13 +151,36 @@ pub fn anchor_record(source_topic: &str, head: &AnchorHead) -> (String, Vec<u8>)
     )
 }
 
-fn encode(key: String, source_topic: &str, seq: u64, hash: &Hash) -> (String, Vec<u8>) {
-    let stored = StoredHead {
-        v: 1,
-        source_topic: source_topic.to_string(),
-        seq,
-        hash: hex::encode(hash),
-    };
+/// The state record for a partition's next input offset: write it in the
+/// same transaction as the heads of the records below `next_offset`.
+pub fn offset_record(source_topic: &str, next_offset: i64) -> (String, Vec<u8>) {
+    encode(
+        OFFSET_KEY.to_string(),
+        Stored {
+            v: 1,
+            source_topic: source_topic.to_string(),
+            seq: None,
+            hash: None,
+            next_offset: Some(next_offset),
+        },
+    )
+}
+
+fn encode_head(key: String, source_topic: &str, seq: u64, hash: &Hash) -> (String, Vec<u8>) {
+    encode(
+        key,
+        Stored {
+            v: 1,
+            source_topic: source_topic.to_string(),
+            seq: Some(seq),
+            hash: Some(hex::encode(hash)),
+            next_offset: None,
+        },
+    )
+}
+
+fn encode(key: String, stored: Stored) -> (String, Vec<u8>) {
+    // Serialising a struct of strings and integers cannot fail.
     (key, serde_json::to_vec(&stored).unwrap_or_default())
 }
 
@@ -121,7 +189,7 @@ impl PartitionState {
     pub fn apply(&mut self, source_topic: &str, key: &[u8], value: &[u8]) -> Result<()> {
         let key = std::str::from_utf8(key)
             .map_err(|_| Error::State("a state record key is not UTF-8".into()))?;
-        let stored: StoredHead = serde_json::from_slice(value)
+        let stored: Stored = serde_json::from_slice(value)
             .map_err(|e| Error::State(format!("state record `{key}`: {e}")))?;
         if stored.v != 1 {
             return Err(Error::State(format!(
@@ -136,22 +204,41 @@ impl PartitionState {
                 stored.source_topic
             )));
         }
-        let hash: Hash = hex::decode(&stored.hash)
-            .ok()
+        if key == OFFSET_KEY {
+            self.next_offset = Some(match stored.next_offset {
+                Some(o) if o >= 0 => o,
+                Some(o) => {
+                    return Err(Error::State(format!(
+                        "state record `{key}`: negative next_offset {o}"
+                    )))
+                }
+                None => {
+                    return Err(Error::State(format!(
+                        "state record `{key}`: no next_offset"
+                    )))
+                }
+            });
+            return Ok(());
+        }
+        let seq = stored
+            .seq
+            .ok_or_else(|| Error::State(format!("state record `{key}`: no seq")))?;
+        let hash: Hash = stored
+            .hash
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
             .and_then(|b| <Hash>::try_from(b.as_slice()).ok())
             .ok_or_else(|| Error::State(format!("state record `{key}`: bad hash")))?;
-        if key == OFFSET_KEY {
-            self.next_offset = i64::try_from(stored.seq).ok();
-        } else if key == ANCHOR_KEY {
+        if key == ANCHOR_KEY {
             self.anchor = AnchorHead {
-                anchor_seq: stored.seq,
+                anchor_seq: seq,
                 anchor_hash: hash,
             };
         } else if let Some(tenant) = key.strip_prefix(TENANT_PREFIX) {
             self.tenants.insert(
                 tenant.to_string(),
                 ChainHead {
-                    seq: stored.seq,
+                    seq,
                     entry_hash: hash,
                 },
             );
@@ -162,10 +249,57 @@ impl PartitionState {
     }
 }
 
-/// Reads `partitions` of the state topic to their ends (`read_committed`)
-/// and rebuilds each partition's state. A partition with no records starts
-/// empty.
+/// The partitions that have something to read, with the high watermark to
+/// read to. `ends` maps a partition to its (low, high) watermarks; one whose
+/// log is empty (high at or below low, e.g. high watermark 0) is done
+/// before it starts: it has no record whose position could show the end.
+fn to_read(ends: &HashMap<i32, (i64, i64)>) -> BTreeMap<i32, i64> {
+    ends.iter()
+        .filter(|(_, (low, high))| high > low)
+        .map(|(p, (_, high))| (*p, *high))
+        .collect()
+}
+
+/// Whether a consumer `position` (the next offset it will hand out) has
+/// reached `high`.
+fn reached(position: Offset, high: i64) -> bool {
+    matches!(position, Offset::Offset(o) if o >= high)
+}
+
+/// A partition that has read to its LSO while that is below the high
+/// watermark: a transaction is open.
+struct Wait {
+    since: Instant,
+    logged: Instant,
+}
+
+/// Reads `partitions` of the state topic to their ends and rebuilds each
+/// partition's state. A partition with no records starts empty.
+///
+/// "The end" is the high watermark each partition has when the restore
+/// starts (see the module documentation): the restore reads
+/// `read_committed` until every partition's position has reached it, which
+/// waits for every transaction open on the partition at the start to end.
+/// While it waits it logs, at info, the partition, its LSO and its high
+/// watermark.
+///
+/// # Errors
+///
+/// [`Error::RestoreIncomplete`] when the ends are not reached within
+/// [`RESTORE_TIMEOUT`], typically because a previous owner's transaction is
+/// still open. This is not fatal and says nothing about the producer: the
+/// caller must not take the partitions over with a partial state (nothing
+/// of this call's result is returned), and should call `restore` again for
+/// the same partitions after a backoff, doubling it up to a few seconds,
+/// for as long as it is still assigned them. The open transaction ends at
+/// the latest when the coordinator aborts it.
+///
+/// Other errors are as before: [`Error::Kafka`] when the broker cannot be
+/// asked or read, [`Error::State`] for a state record this version cannot
+/// use.
 pub fn restore(config: &Config, partitions: &[i32]) -> Result<HashMap<i32, PartitionState>> {
+    let started = Instant::now();
+    let deadline = started + RESTORE_TIMEOUT;
     let mut states: HashMap<i32, PartitionState> = partitions
         .iter()
         .map(|p| (*p, PartitionState::default()))
@@ -174,6 +308,10 @@ pub fn restore(config: &Config, partitions: &[i32]) -> Result<HashMap<i32, Parti
         return Ok(states);
     }
     let topic = &config.topics.state;
+    let mut pending = to_read(&high_watermarks(config, partitions)?);
+    if pending.is_empty() {
+        return Ok(states);
+    }
     let consumer: BaseConsumer<QuietContext> = base_client_config(
         config,
         &format!("auditchain-restore-{}", config.kafka.instance_id),
@@ -181,29 +319,57 @@ pub fn restore(config: &Config, partitions: &[i32]) -> Result<HashMap<i32, Parti
     .set("group.id", format!("{}-restore", config.kafka.group_id))
     .set("enable.auto.commit", "false")
     .set("isolation.level", "read_committed")
+    // EOF at the LSO is how the restore learns it waits on a transaction.
     .set("enable.partition.eof", "true")
     .create_with_context(QuietContext)
     .map_err(|e| Error::kafka("creating the state restore consumer", e))?;
     let mut tpl = TopicPartitionList::new();
-    for p in partitions {
+    for p in pending.keys() {
         tpl.add_partition_offset(topic, *p, Offset::Beginning)
             .map_err(|e| Error::kafka("building the restore assignment", e))?;
     }
     consumer
         .assign(&tpl)
         .map_err(|e| Error::kafka(format!("assigning `{topic}` for restore"), e))?;
-    let mut done = std::collections::HashSet::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while done.len() < partitions.len() {
-        if Instant::now() > deadline {
-            return Err(Error::State(format!(
-                "restoring from `{topic}` did not reach the end of partitions {partitions:?} within 120 s"
-            )));
+    let mut waiting: HashMap<i32, Wait> = HashMap::new();
+    loop {
+        let positions = consumer
+            .position()
+            .map_err(|e| Error::kafka(format!("reading the restore position in `{topic}`"), e))?;
+        for e in positions.elements_for_topic(topic) {
+            let p = e.partition();
+            if pending
+                .get(&p)
+                .is_some_and(|high| reached(e.offset(), *high))
+            {
+                if let Some(w) = waiting.remove(&p) {
+                    tracing::info!(
+                        topic = %topic,
+                        partition = p,
+                        high_watermark = pending[&p],
+                        waited_s = w.since.elapsed().as_secs_f64(),
+                        "state partition restored to its high watermark: the open transaction ended"
+                    );
+                }
+                pending.remove(&p);
+            }
         }
-        match consumer.poll(Duration::from_millis(200)) {
+        if pending.is_empty() {
+            break;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(incomplete(&consumer, topic, &pending, &positions, started));
+        }
+        for (p, w) in waiting.iter_mut() {
+            if now.duration_since(w.logged) >= WAIT_LOG_INTERVAL {
+                log_wait(&consumer, topic, *p, pending[p], w);
+                w.logged = now;
+            }
+        }
+        match consumer.poll(POLL) {
             None => {}
             Some(Ok(m)) => {
-                done.remove(&m.partition());
                 if let (Some(key), Some(value), Some(state)) =
                     (m.key(), m.payload(), states.get_mut(&m.partition()))
                 {
@@ -211,12 +377,113 @@ pub fn restore(config: &Config, partitions: &[i32]) -> Result<HashMap<i32, Parti
                 }
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
-                done.insert(p);
+                // At the LSO. Below the high watermark (the position is
+                // looked at first thing in the next round) that means an
+                // open transaction: say which, once now and then every
+                // WAIT_LOG_INTERVAL.
+                if let Some(high) = pending.get(&p) {
+                    let reached_end = consumer
+                        .position()
+                        .ok()
+                        .and_then(|tpl| tpl.find_partition(topic, p).map(|e| e.offset()))
+                        .is_some_and(|o| reached(o, *high));
+                    if !reached_end && !waiting.contains_key(&p) {
+                        let now = Instant::now();
+                        let w = Wait {
+                            since: now,
+                            logged: now,
+                        };
+                        log_wait(&consumer, topic, p, *high, &w);
+                        waiting.insert(p, w);
+                    }
+                }
             }
             Some(Err(e)) => return Err(Error::kafka(format!("restoring from `{topic}`"), e)),
         }
     }
     Ok(states)
+}
+
+/// Each partition's (low, high) watermarks, from a `read_uncommitted`
+/// client: for a `read_committed` one the broker answers with the LSO.
+fn high_watermarks(config: &Config, partitions: &[i32]) -> Result<HashMap<i32, (i64, i64)>> {
+    let topic = &config.topics.state;
+    let client: BaseConsumer<QuietContext> = base_client_config(
+        config,
+        &format!("auditchain-restore-ends-{}", config.kafka.instance_id),
+    )
+    .set("group.id", format!("{}-restore", config.kafka.group_id))
+    .set("enable.auto.commit", "false")
+    .set("isolation.level", "read_uncommitted")
+    .create_with_context(QuietContext)
+    .map_err(|e| Error::kafka("creating the state high-watermark client", e))?;
+    partitions
+        .iter()
+        .map(|p| {
+            client
+                .fetch_watermarks(topic, *p, ADMIN_TIMEOUT)
+                .map(|ends| (*p, ends))
+                .map_err(|e| {
+                    Error::kafka(
+                        format!("reading the high watermark of `{topic}` partition {p}"),
+                        e,
+                    )
+                })
+        })
+        .collect()
+}
+
+/// The LSO of `p` as the `read_committed` restore consumer sees it, for
+/// log lines and messages only (so a failure is just "unknown").
+fn last_stable_offset(consumer: &BaseConsumer<QuietContext>, topic: &str, p: i32) -> Option<i64> {
+    consumer
+        .fetch_watermarks(topic, p, LSO_LOOKUP)
+        .ok()
+        .map(|(_, lso)| lso)
+}
+
+fn log_wait(consumer: &BaseConsumer<QuietContext>, topic: &str, p: i32, high: i64, w: &Wait) {
+    tracing::info!(
+        topic = %topic,
+        partition = p,
+        last_stable_offset = %last_stable_offset(consumer, topic, p)
+            .map_or_else(|| "unknown".to_string(), |o| o.to_string()),
+        high_watermark = high,
+        waited_s = w.since.elapsed().as_secs_f64(),
+        "state restore waits on an open transaction: the partition's last stable offset is \
+         below the high watermark seen at the start; it moves once the transaction ends \
+         (at the latest when the coordinator aborts it after its transaction.timeout.ms)"
+    );
+}
+
+fn incomplete(
+    consumer: &BaseConsumer<QuietContext>,
+    topic: &str,
+    pending: &BTreeMap<i32, i64>,
+    positions: &TopicPartitionList,
+    started: Instant,
+) -> Error {
+    let detail = pending
+        .iter()
+        .map(|(p, high)| {
+            let position = positions
+                .find_partition(topic, *p)
+                .map(|e| e.offset())
+                .and_then(|o| o.to_raw())
+                .filter(|o| *o >= 0)
+                .map_or_else(|| "none".to_string(), |o| o.to_string());
+            let lso = last_stable_offset(consumer, topic, *p)
+                .map_or_else(|| "unknown".to_string(), |o| o.to_string());
+            format!("partition {p}: position {position}, last stable offset {lso}, high watermark {high}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Error::RestoreIncomplete {
+        topic: topic.to_string(),
+        partitions: pending.keys().copied().collect(),
+        waited_secs: started.elapsed().as_secs(),
+        detail,
+    }
 }
 
 #[cfg(test)]
@@ -283,5 +550,108 @@ mod tests {
             .expect_err("other topic")
             .to_string();
         assert!(err.contains("other"), "{err}");
+    }
+
+    #[test]
+    fn the_offset_record_is_read_back_and_the_last_one_wins() {
+        let mut s = PartitionState::default();
+        assert_eq!(s.next_offset, None, "no `o` record: unknown");
+        for o in [0, 1_500, 1_200] {
+            let (k, v) = offset_record("in", o);
+            assert_eq!(k, OFFSET_KEY);
+            s.apply("in", k.as_bytes(), &v).expect("apply");
+        }
+        assert_eq!(s.next_offset, Some(1_200));
+        // The offset record touches neither the tenants nor the anchor.
+        assert!(s.tenants.is_empty());
+        assert_eq!(s.anchor, AnchorHead::default());
+    }
+
+    #[test]
+    fn records_encode_as_the_documented_json() {
+        let (k, v) = offset_record("in", 42);
+        assert_eq!(k, "o");
+        assert_eq!(
+            std::str::from_utf8(&v).expect("utf-8"),
+            r#"{"v":1,"source_topic":"in","next_offset":42}"#
+        );
+        // Head records keep the layout they had before the offset key.
+        let (k, v) = tenant_record(
+            "in",
+            "x",
+            &ChainHead {
+                seq: 3,
+                entry_hash: [0xab; 32],
+            },
+        );
+        assert_eq!(k, "t/x");
+        assert_eq!(
+            std::str::from_utf8(&v).expect("utf-8"),
+            format!(
+                r#"{{"v":1,"source_topic":"in","seq":3,"hash":"{}"}}"#,
+                "ab".repeat(32)
+            )
+        );
+    }
+
+    #[test]
+    fn a_tenant_named_o_does_not_collide_with_the_offset_record() {
+        let mut s = PartitionState::default();
+        let (k, v) = tenant_record(
+            "in",
+            "o",
+            &ChainHead {
+                seq: 5,
+                entry_hash: [5; 32],
+            },
+        );
+        s.apply("in", k.as_bytes(), &v).expect("apply");
+        assert_eq!(s.next_offset, None);
+        assert_eq!(s.tenants["o"].seq, 5);
+    }
+
+    #[test]
+    fn malformed_offset_and_head_records_are_refused() {
+        let mut s = PartitionState::default();
+        let bad = [
+            (
+                OFFSET_KEY,
+                r#"{"v":1,"source_topic":"in","next_offset":-1}"#,
+            ),
+            (OFFSET_KEY, r#"{"v":1,"source_topic":"in"}"#),
+            (OFFSET_KEY, r#"{"v":2,"source_topic":"in","next_offset":1}"#),
+            (
+                OFFSET_KEY,
+                r#"{"v":1,"source_topic":"other","next_offset":1}"#,
+            ),
+            // An offset-shaped value under a head key has no seq or hash.
+            ("t/x", r#"{"v":1,"source_topic":"in","next_offset":1}"#),
+            (ANCHOR_KEY, r#"{"v":1,"source_topic":"in","seq":1}"#),
+            ("x", r#"{"v":1,"source_topic":"in","next_offset":1}"#),
+        ];
+        for (k, v) in bad {
+            assert!(
+                s.apply("in", k.as_bytes(), v.as_bytes()).is_err(),
+                "{k}: {v}"
+            );
+        }
+        assert_eq!(s.next_offset, None);
+        assert!(s.tenants.is_empty());
+    }
+
+    #[test]
+    fn an_empty_partition_has_nothing_to_read() {
+        let ends = HashMap::from([(0, (0, 0)), (1, (0, 7)), (2, (5, 5)), (3, (4, 9))]);
+        assert_eq!(to_read(&ends), BTreeMap::from([(1, 7), (3, 9)]));
+    }
+
+    #[test]
+    fn only_a_position_at_or_past_the_high_watermark_is_the_end() {
+        assert!(!reached(Offset::Invalid, 0));
+        assert!(!reached(Offset::Offset(6), 7));
+        assert!(reached(Offset::Offset(7), 7));
+        // Past it: the last batch was a transaction marker, or a
+        // transaction committed after the start was read too.
+        assert!(reached(Offset::Offset(9), 7));
     }
 }
