@@ -189,6 +189,16 @@ pub struct ProcessingConfig {
     /// Threads verifying signatures; 0 means one per core.
     #[serde(default)]
     pub verify_threads: usize,
+    /// A micro-batch (records polled and routed together) stops growing at
+    /// this many bytes of keys and values, so memory is bounded in bytes,
+    /// not only in records (2,000 records of 1 MiB would be 2 GiB).
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+    /// Bytes the producer may hold queued for the broker
+    /// (librdkafka's `queue.buffering.max.kbytes`, whose default is 1 GiB);
+    /// a full queue makes the processor wait for deliveries.
+    #[serde(default = "default_producer_queue_bytes")]
+    pub producer_queue_bytes: usize,
 }
 
 /// `[http]`.
@@ -263,6 +273,12 @@ fn default_commit_interval_ms() -> u64 {
 fn default_max_batch_records() -> usize {
     10_000
 }
+fn default_max_batch_bytes() -> usize {
+    64 * 1024 * 1024
+}
+fn default_producer_queue_bytes() -> usize {
+    128 * 1024 * 1024
+}
 fn default_max_record_bytes() -> usize {
     1 << 20
 }
@@ -302,6 +318,8 @@ impl Default for ProcessingConfig {
             max_batch_records: default_max_batch_records(),
             max_record_bytes: default_max_record_bytes(),
             verify_threads: 0,
+            max_batch_bytes: default_max_batch_bytes(),
+            producer_queue_bytes: default_producer_queue_bytes(),
         }
     }
 }
@@ -431,6 +449,20 @@ impl Config {
             return Err(Error::config(
                 "processing.max_record_bytes",
                 "must be at least 1",
+            ));
+        }
+        if p.max_batch_bytes < 1024 * 1024 {
+            return Err(Error::config(
+                "processing.max_batch_bytes",
+                "must be at least 1 MiB (1048576)",
+            ));
+        }
+        // librdkafka counts the queue in KiB and accepts at most 2^31-1 KiB.
+        if p.producer_queue_bytes < 1024 * 1024 || p.producer_queue_bytes / 1024 > i32::MAX as usize
+        {
+            return Err(Error::config(
+                "processing.producer_queue_bytes",
+                "must be between 1 MiB and 2 TiB",
             ));
         }
         if self.producer_keys.reload_interval_ms == 0 {

@@ -477,7 +477,12 @@ fn session(
             set_paused(&consumer, engine, want_pause, &mut paused)?;
         }
         prepare(&consumer, engine)?;
-        poll_batch(&consumer, engine, &mut batch);
+        poll_batch(
+            &consumer,
+            engine,
+            &mut batch,
+            config.processing.max_batch_bytes,
+        );
         if let Some(e) = lock(engine).fatal.take() {
             return Err(e);
         }
@@ -526,20 +531,25 @@ fn prepare(consumer: &BaseConsumer<Ctx>, engine: &Arc<Mutex<Engine>>) -> Result<
     seek(consumer, engine, rewinds)
 }
 
-/// Polls one micro-batch: up to `MICRO_BATCH` records, or until the open
-/// transaction is due.
+/// Polls one micro-batch: up to `MICRO_BATCH` records or `max_bytes` of
+/// keys and values, or until the open transaction is due.
 fn poll_batch<'c>(
     consumer: &'c BaseConsumer<Ctx>,
     engine: &Arc<Mutex<Engine>>,
     batch: &mut Vec<BorrowedMessage<'c>>,
+    max_bytes: usize,
 ) {
     let mut timeout = lock(engine)
         .txn_remaining()
         .map_or(MAX_POLL, |r| r.min(MAX_POLL));
-    while batch.len() < MICRO_BATCH {
+    let mut bytes = 0usize;
+    while batch.len() < MICRO_BATCH && bytes < max_bytes {
         match consumer.poll(timeout) {
             None => break,
-            Some(Ok(m)) => batch.push(m),
+            Some(Ok(m)) => {
+                bytes += m.payload_len() + m.key().map_or(0, <[u8]>::len);
+                batch.push(m);
+            }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "consumer error");
                 break;

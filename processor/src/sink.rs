@@ -48,7 +48,10 @@ impl Sink {
     pub fn new(config: &Config, faults: Option<Arc<Faults>>) -> Result<Sink> {
         let mut cc =
             base_client_config(config, &format!("auditchain-{}", config.kafka.instance_id));
-        cc.set("linger.ms", "5").set("compression.type", "lz4");
+        cc.set("linger.ms", "5").set("compression.type", "lz4").set(
+            "queue.buffering.max.kbytes",
+            (config.processing.producer_queue_bytes / 1024).to_string(),
+        );
         for (k, v) in &config.librdkafka {
             cc.set(k, v);
         }
