@@ -1,0 +1,67 @@
+//! Offsets and state drift apart: a consumer group that stays empty longer
+//! than the broker's `offsets.retention.minutes` loses its committed
+//! offsets while the state topic keeps the chain heads. With
+//! `auto.offset.reset=earliest` a restart would then replay the input on
+//! top of heads that already contain it. The state's own next offset,
+//! written in the same transaction as the heads, must win.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use auditchain::metrics::Metrics;
+use auditchain::processor::RunOptions;
+use auditchain::telemetry::Traces;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expired_group_offsets_do_not_replay_the_input() {
+    let fx = common::Fixture::new(2, false).await;
+    fx.produce(&fx.spec(300, 6, 0)).await;
+    let running = fx.start("offsets-a");
+    fx.wait_caught_up(&[&running], Duration::from_secs(120))
+        .await;
+    let first = running.stop();
+    assert_eq!(first.stats.chained, 300);
+
+    // What offset expiry does to an empty group: its offsets are gone.
+    let admin: AdminClient<DefaultClientContext> =
+        common::client_config().create().expect("admin client");
+    let deleted = admin
+        .delete_groups(&[&fx.group], &AdminOptions::new())
+        .await
+        .expect("delete_groups request");
+    for r in deleted {
+        r.unwrap_or_else(|(g, code)| panic!("deleting group {g}: {code}"));
+    }
+    let lag = tokio::task::block_in_place(|| fx.lag());
+    assert!(
+        lag.values().all(|(_, committed)| *committed <= 0),
+        "the group still has offsets: {lag:?}"
+    );
+
+    fx.produce(&fx.spec(100, 6, 0)).await;
+    let metrics = Metrics::new();
+    let running = fx.start_with(
+        "offsets-a",
+        RunOptions {
+            traces: Traces::off(),
+            faults: None,
+            metrics: Some(Arc::clone(&metrics)),
+        },
+    );
+    fx.wait_caught_up(&[&running], Duration::from_secs(120))
+        .await;
+    let second = running.stop();
+    assert_eq!(
+        second.stats.chained, 100,
+        "only the new records are chained"
+    );
+    assert_eq!(metrics.offset_mismatches.get(), 2, "one per partition");
+
+    let (trail, report) = tokio::task::block_in_place(|| fx.verify());
+    common::assert_verified(&report);
+    assert_eq!(trail.chained.len(), 400);
+}
