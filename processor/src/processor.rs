@@ -708,8 +708,12 @@ fn handle(e: Error, engine: &mut Engine) -> Result<()> {
     if e.class() == Some(ErrorClass::Fatal) {
         return Err(e);
     }
-    tracing::warn!(error = %e, "aborting the transaction and rewinding to the committed offsets");
-    engine.abort()
+    engine.abort()?;
+    let wait = engine.abort_backoff();
+    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "aborted the transaction; rewinding to the committed offsets");
+    // Backing off from a fault that repeats, not synchronising.
+    std::thread::sleep(wait);
+    Ok(())
 }
 
 fn commit_or_abort(

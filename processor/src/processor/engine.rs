@@ -110,6 +110,8 @@ pub struct Engine {
     restore_not_before: Option<Instant>,
     /// Bytes the tenant heads of one anchor may take.
     anchor_head_budget: usize,
+    /// Aborts since the last successful commit.
+    consecutive_aborts: u32,
     /// The open transaction's links to its records' producer spans.
     txn_links: TxnLinks,
     traces: Traces,
@@ -181,6 +183,7 @@ impl Engine {
             unrestored: BTreeMap::new(),
             restore_backoff: Duration::from_millis(500),
             restore_not_before: None,
+            consecutive_aborts: 0,
             txn_links: traces.links(),
             traces,
             fatal: None,
@@ -782,6 +785,7 @@ impl Engine {
         let anchor_heads = sealed.map(|s| s.anchors).unwrap_or_default();
         self.stats.commits += 1;
         self.stats.anchors += anchors;
+        self.consecutive_aborts = 0;
         let m = Arc::clone(&self.metrics);
         m.transactions
             .get_or_create(&ResultLabel {
@@ -866,6 +870,7 @@ impl Engine {
         let was_open = self.sink.is_open();
         self.sink.abort()?;
         if was_open || txn.is_some() {
+            self.consecutive_aborts = self.consecutive_aborts.saturating_add(1);
             self.stats.aborts += 1;
             self.metrics
                 .transactions
@@ -873,6 +878,20 @@ impl Engine {
                 .inc();
         }
         Ok(())
+    }
+
+    /// How long to wait before redoing the work of an aborted transaction:
+    /// nothing after a first abort, then doubling from 250 ms to 30 s while
+    /// aborts repeat, so an input or a broker that fails the same way every
+    /// time costs a retry now and then, not a hot loop (the stalled-partition
+    /// alert tells an operator).
+    pub fn abort_backoff(&self) -> Duration {
+        match self.consecutive_aborts {
+            0 | 1 => Duration::ZERO,
+            n => Duration::from_millis(250)
+                .saturating_mul(1 << (n - 2).min(7))
+                .min(Duration::from_secs(30)),
+        }
     }
 
     /// Commits the consumer's position for owned partitions where it moved
