@@ -140,7 +140,10 @@ impl Engine {
         metrics: Arc<Metrics>,
         traces: Traces,
     ) -> Result<Engine> {
-        let sink = Sink::new(&config)?;
+        let sink = Sink::new(
+            &config,
+            rt.block_on(crate::kafka::output_record_limit(&config))?,
+        )?;
         metrics.set_producer_ready(true);
         let threads = match config.processing.verify_threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
