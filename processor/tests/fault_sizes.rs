@@ -63,6 +63,21 @@ async fn raise_input_limit(topic: &str) {
     }
 }
 
+/// The effective value of `name` in `topic`'s configuration.
+async fn topic_config(topic: &str, name: &str) -> Option<String> {
+    let admin: AdminClient<DefaultClientContext> =
+        common::client_config().create().expect("admin client");
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
+        .await
+        .expect("describe_configs request")
+        .into_iter()
+        .next()
+        .and_then(|r| r.ok())
+        .and_then(|r| r.get(name).and_then(|e| e.value.clone()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn near_limit_event_is_chained_and_an_oversized_one_quarantined() {
     let fx = common::Fixture::new(1, true).await;
@@ -103,6 +118,20 @@ async fn near_limit_event_is_chained_and_an_oversized_one_quarantined() {
     .await;
     child.stop();
 
+    // The outputs were created sized from the input: 2 × 2097152 + 4096.
+    let topics = fx.config("x").topics;
+    for topic in [&topics.chained, &topics.quarantine] {
+        assert_eq!(
+            topic_config(topic, "max.message.bytes").await.as_deref(),
+            Some("4198400"),
+            "{topic}"
+        );
+    }
+    assert_eq!(
+        topic_config(&topics.state, "segment.ms").await.as_deref(),
+        Some("600000")
+    );
+
     let (trail, verdict) = tokio::task::block_in_place(|| fx.verify());
     common::assert_verified(&verdict);
 
@@ -133,4 +162,23 @@ async fn near_limit_event_is_chained_and_an_oversized_one_quarantined() {
     );
     let good = before.records.len() + near.records.len() + after.records.len() - 1;
     assert_eq!(trail.chained.len(), good);
+}
+
+/// An existing output topic too small for the derived limit fails start-up
+/// naming the topic and the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_undersized_output_topic_fails_start_up_naming_it() {
+    let fx = common::Fixture::new(1, false).await;
+    let config = fx.config("x");
+    common::create_topic(&config.topics.quarantine, 1, &[]).await;
+    let err = auditchain::kafka::ensure_topics(&config)
+        .await
+        .expect_err("the broker default (1048588) is below 2 × 1048588 + 4096")
+        .to_string();
+    assert!(
+        err.contains(&config.topics.quarantine)
+            && err.contains("max.message.bytes")
+            && err.contains("2101272"),
+        "{err}"
+    );
 }
