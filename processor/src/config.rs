@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::kafka::{LIBRDKAFKA_MAX_MESSAGE_BYTES, OUTPUT_ENVELOPE_BYTES};
 
 /// The environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "AUDITCHAIN__";
@@ -184,6 +185,16 @@ pub struct ProcessingConfig {
     #[serde(default = "default_max_batch_records")]
     pub max_batch_records: usize,
     /// Input values larger than this are quarantined as `OVERSIZED`.
+    ///
+    /// A value at the bound must fit, wrapped, into the output topics, whose
+    /// limit is derived from the input topic (DESIGN.md §3): twice its
+    /// `max.message.bytes` plus 4096 bytes (`kafka::max_output_record_bytes`).
+    /// So the bound plus 4096 must not exceed that limit (checked at start-up,
+    /// once the input topic is known), librdkafka's ceiling of 1,000,000,000
+    /// bytes, nor an explicit `[librdkafka] "message.max.bytes"`; otherwise
+    /// start-up fails naming this field. The default, 1 MiB, fits a broker
+    /// with default settings (input `max.message.bytes` 1048588: output limit
+    /// 2101272).
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: usize,
     /// Threads verifying signatures; 0 means one per core.
@@ -465,6 +476,33 @@ impl Config {
                 "must be between 1 MiB and 2 TiB",
             ));
         }
+        // The input-dependent part of this rule is checked at start-up
+        // (`kafka::derive_output_limit`); these limits are known now.
+        let wrapped = p.max_record_bytes.saturating_add(OUTPUT_ENVELOPE_BYTES);
+        if wrapped > LIBRDKAFKA_MAX_MESSAGE_BYTES {
+            return Err(Error::config(
+                "processing.max_record_bytes",
+                format!(
+                    "must be at most {} so a value at the bound, wrapped in an output record, stays within librdkafka's message.max.bytes ceiling of {LIBRDKAFKA_MAX_MESSAGE_BYTES}",
+                    LIBRDKAFKA_MAX_MESSAGE_BYTES - OUTPUT_ENVELOPE_BYTES
+                ),
+            ));
+        }
+        if let Some(set) = self
+            .librdkafka
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        {
+            if wrapped > set {
+                return Err(Error::config(
+                    "processing.max_record_bytes",
+                    format!(
+                        "is {}, but librdkafka.\"message.max.bytes\" is {set}: a value at the bound, wrapped in an output record ({OUTPUT_ENVELOPE_BYTES} bytes more), could not be produced; lower the bound or remove the override",
+                        p.max_record_bytes
+                    ),
+                ));
+            }
+        }
         if self.producer_keys.reload_interval_ms == 0 {
             return Err(Error::config(
                 "producer_keys.reload_interval_ms",
@@ -638,6 +676,14 @@ mod tests {
                 "schema_registry.url",
             ),
             ("[schemas]\naudit_event_ids = []", "schemas.audit_event_ids"),
+            (
+                "[processing]\nmax_record_bytes = 999999000",
+                "processing.max_record_bytes",
+            ),
+            (
+                "[processing]\nmax_record_bytes = 1048576\n[librdkafka]\n\"message.max.bytes\" = \"1000000\"",
+                "processing.max_record_bytes",
+            ),
         ];
         for (extra, field) in cases {
             let err = load(&format!("{MINIMAL}\n{extra}\n"), &[])

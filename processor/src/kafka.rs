@@ -260,12 +260,25 @@ pub struct TopicReport {
     pub input_partitions: usize,
     /// Output topics that were created now.
     pub created: Vec<String>,
+    /// The input topic's effective `max.message.bytes`.
+    pub input_max_message_bytes: usize,
+    /// The largest output record (key, value and batch framing) the chained
+    /// and quarantine topics hold and the producer may send: see
+    /// [`max_output_record_bytes`]. Both topics were checked (or created) to
+    /// hold it.
+    pub max_output_record_bytes: usize,
+    /// The largest anchor the anchors topic and the producer accept.
+    pub max_anchor_bytes: usize,
 }
 
 /// Checks the input topic exists; creates missing output topics with the
-/// input's partition count (the state topic compacted); checks existing ones
-/// have at least as many partitions as the input and that the state topic is
-/// compacted. Every mismatch is a clear error naming the topic.
+/// input's partition count (the chained and quarantine topics sized from the
+/// input, see [`max_output_record_bytes`]; the state topic compacted and
+/// tuned for short restores, see [`STATE_TOPIC_CONFIG`]); checks existing ones
+/// have at least as many partitions as the input, that the chained and
+/// quarantine topics hold the largest output record and that the state topic
+/// is compacted. Every mismatch is a clear error naming the topic and the
+/// setting.
 pub async fn ensure_topics(config: &Config) -> Result<TopicReport> {
     let admin = admin_client(config)?;
     let probe: BaseConsumer = base_client_config(config, "auditchain-metadata")
@@ -293,6 +306,9 @@ pub async fn ensure_topics(config: &Config) -> Result<TopicReport> {
         }
     };
 
+    let input_max_message_bytes = input_max_message_bytes(&admin, config).await?;
+    let max_output_record_bytes = derive_output_limit(config, input_max_message_bytes)?;
+
     let mut missing = Vec::new();
     for (topic, compacted) in output_topics(config) {
         match partition_count(&probe, topic, bootstrap)? {
@@ -316,6 +332,7 @@ pub async fn ensure_topics(config: &Config) -> Result<TopicReport> {
         });
     }
 
+    let max_output_bytes = max_output_record_bytes.to_string();
     let new_topics: Vec<NewTopic> = missing
         .iter()
         .map(|(topic, compacted)| {
@@ -323,7 +340,11 @@ pub async fn ensure_topics(config: &Config) -> Result<TopicReport> {
             let replication = TopicReplication::Fixed(config.topics.replication_factor);
             let t = NewTopic::new(topic, partitions, replication);
             if *compacted {
-                t.set("cleanup.policy", "compact")
+                STATE_TOPIC_CONFIG
+                    .iter()
+                    .fold(t, |t, (name, value)| t.set(name, value))
+            } else if sized_topics(config).contains(topic) || *topic == config.topics.anchors {
+                t.set("max.message.bytes", &max_output_bytes)
             } else {
                 t
             }
@@ -351,9 +372,25 @@ pub async fn ensure_topics(config: &Config) -> Result<TopicReport> {
         }
     }
     check_compacted(&admin, &config.topics.state).await?;
+    check_output_limits(
+        &admin,
+        config,
+        input_max_message_bytes,
+        max_output_record_bytes,
+    )
+    .await?;
+    // An anchor's size grows with the tenants of its transaction; the
+    // engine closes transactions early to stay under what the anchors topic
+    // takes (created with the output limit; an older one may take less).
+    let max_anchor_bytes = max_message_bytes(&admin, &config.topics.anchors)
+        .await?
+        .min(max_output_record_bytes);
     Ok(TopicReport {
         input_partitions,
         created,
+        input_max_message_bytes,
+        max_output_record_bytes,
+        max_anchor_bytes,
     })
 }
 
@@ -390,6 +427,17 @@ async fn cleanup_policy(
     admin: &AdminClient<DefaultClientContext>,
     topic: &str,
 ) -> Result<Option<String>> {
+    topic_config(admin, topic, "cleanup.policy").await
+}
+
+/// The effective value of topic configuration `name` (the topic's own or the
+/// broker's default), or `None` while the broker does not describe it (a
+/// topic created moments ago).
+async fn topic_config(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    name: &str,
+) -> Result<Option<String>> {
     let opts = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
     let results = admin
         .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
@@ -399,7 +447,7 @@ async fn cleanup_policy(
         Some(Ok(resource)) => Ok(resource
             .entries
             .into_iter()
-            .find(|e| e.name == "cleanup.policy")
+            .find(|e| e.name == name)
             .and_then(|e| e.value)
             .filter(|v| !v.is_empty())),
         Some(Err(RDKafkaErrorCode::UnknownTopicOrPartition)) | None => Ok(None),
@@ -407,5 +455,308 @@ async fn cleanup_policy(
             topic: topic.into(),
             message: format!("could not describe its configuration: {code}"),
         }),
+    }
+}
+
+/// The effective `max.message.bytes` of `topic`, asked again for a few
+/// seconds while a just-created topic is not described yet.
+async fn max_message_bytes(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+) -> Result<usize> {
+    let deadline = std::time::Instant::now() + INPUT_TOPIC_GRACE;
+    loop {
+        match topic_config(admin, topic, "max.message.bytes").await? {
+            Some(v) => {
+                return v.trim().parse().map_err(|_| Error::Topic {
+                    topic: topic.into(),
+                    message: format!(
+                        "the broker reports max.message.bytes `{v}`, not a byte count"
+                    ),
+                })
+            }
+            None if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            None => {
+                return Err(Error::Topic {
+                    topic: topic.into(),
+                    message: "the broker does not report its max.message.bytes".into(),
+                })
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Size limits (DESIGN.md §3: size limits come from the input)
+// ---------------------------------------------------------------------------
+
+/// librdkafka's ceiling for the producer's `message.max.bytes`.
+pub const LIBRDKAFKA_MAX_MESSAGE_BYTES: usize = 1_000_000_000;
+
+/// What a record batch holding a single record adds to the record's key,
+/// value and headers: the v2 batch header (61 bytes, the 12-byte log
+/// overhead included, which is what the broker compares with the topic's
+/// `max.message.bytes`) and librdkafka's worst-case per-record framing
+/// (`RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD`, 36 bytes: length, attributes,
+/// timestamp and offset deltas, key and value lengths, header count).
+pub const BATCH_FRAMING_BYTES: usize = 61 + 36;
+
+/// Everything an output record adds besides the input record's own bytes
+/// (counted by [`max_output_record_bytes`]), with room to spare. The
+/// worst case, spelled out (Avro `long`/`int` varints at most 10/5 bytes):
+///
+/// * `QuarantineRecord` — Confluent framing 5; `reason` 1; `detail` at most
+///   [`crate::records::MAX_DETAIL_BYTES`] + its length 2; `source_topic` at
+///   most 249 (Kafka's limit on topic names) + 2; `source_partition` 5,
+///   `source_offset` 10, `source_timestamp_ms` 10; the union index and
+///   length of `raw_key` and `raw_value` 6 each; the `headers` array's block
+///   count 10 and end marker 1; `quarantine_hash` 32; `anchor_seq` 10:
+///   349 bytes + the detail, 1,373 bytes.
+/// * `ChainedRecord` — framing 5; `tenant_id` length 5; `seq` 10; three
+///   hashes 96; `source_topic` 251; `source_partition` 5; `source_offset` 10;
+///   `source_timestamp_ms` 10; `key_id` length 5; `producer_sig` 65 (the
+///   router chains only 64-byte signatures); `event` length 5; `anchor_seq`
+///   10: 477 bytes.
+/// * Plus [`BATCH_FRAMING_BYTES`] (97) either way: at most 1,470 bytes.
+///
+/// 4,096 covers that with 2.6 KiB to spare, so a small change of either
+/// record cannot silently break the bound; the unit test
+/// `worst_case_records_fit_the_derived_limit` encodes worst cases and checks
+/// it.
+pub const OUTPUT_ENVELOPE_BYTES: usize = 4096;
+
+/// The largest output record, batch framing included, that an input record
+/// can become, given the input topic's `max.message.bytes` (`m`):
+/// `2·m + OUTPUT_ENVELOPE_BYTES`.
+///
+/// An input record travels alone in an uncompressed batch at worst, so its
+/// key `K`, value `V` and headers as written on the wire `Hw` satisfy
+/// `K + V + Hw ≤ m`. Wrapped:
+///
+/// * a `ChainedRecord` is keyed by the tenant and carries it again as
+///   `tenant_id`, plus the value and the key id (a header):
+///   `2K + V + Hw` + envelope;
+/// * a `QuarantineRecord` is keyed by the input key and carries it again as
+///   `raw_key`, plus the value and the headers, whose Avro form costs at most
+///   one byte more per header than the wire form (a union index), while every
+///   header costs at least two bytes on the wire: `2K + V + 1.5·Hw` +
+///   envelope.
+///
+/// Both are at most `2(K + V + Hw)` + envelope `≤ 2m` + envelope. The key is
+/// counted twice because it is written twice; `processing.max_record_bytes`
+/// bounds only the value, so it cannot tighten this. A compressed input batch
+/// can hold more than `m` uncompressed bytes: such a record may still not
+/// fit, and is quarantined without its value (docs/decisions.md, "Output
+/// size limits").
+pub fn max_output_record_bytes(input_max_message_bytes: usize) -> usize {
+    input_max_message_bytes
+        .saturating_mul(2)
+        .saturating_add(OUTPUT_ENVELOPE_BYTES)
+}
+
+/// Whether an output record of `key_len` and `value_len` bytes (no headers)
+/// fits, batch framing included, into topics and a producer whose limit is
+/// `limit` (the `max_output_record_bytes` of [`TopicReport`]).
+pub fn output_record_fits(key_len: usize, value_len: usize, limit: usize) -> bool {
+    key_len
+        .checked_add(value_len)
+        .and_then(|n| n.checked_add(BATCH_FRAMING_BYTES))
+        .is_some_and(|n| n <= limit)
+}
+
+/// The topics sized from the input: they receive wrapped input records.
+fn sized_topics(config: &Config) -> [&str; 2] {
+    [
+        config.topics.chained.as_str(),
+        config.topics.quarantine.as_str(),
+    ]
+}
+
+/// The input topic's effective `max.message.bytes`.
+async fn input_max_message_bytes(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &Config,
+) -> Result<usize> {
+    max_message_bytes(admin, &config.topics.input).await
+}
+
+/// The output limit for an input topic whose `max.message.bytes` is
+/// `input_max_message_bytes`, checked against what the processor's own
+/// configuration allows: librdkafka's ceiling, an explicit
+/// `[librdkafka] message.max.bytes` (applied after the derived one, so it
+/// must not be lower) and `processing.max_record_bytes` (a value at the
+/// bound, wrapped, must fit).
+pub fn derive_output_limit(config: &Config, input_max_message_bytes: usize) -> Result<usize> {
+    let input = &config.topics.input;
+    let limit = max_output_record_bytes(input_max_message_bytes);
+    if limit > LIBRDKAFKA_MAX_MESSAGE_BYTES {
+        return Err(Error::Topic {
+            topic: input.clone(),
+            message: format!(
+                "its max.message.bytes is {input_max_message_bytes}; wrapped, its records need output records of up to {limit} bytes, above librdkafka's ceiling of {LIBRDKAFKA_MAX_MESSAGE_BYTES}; lower the input topic's max.message.bytes to at most {}",
+                (LIBRDKAFKA_MAX_MESSAGE_BYTES - OUTPUT_ENVELOPE_BYTES) / 2
+            ),
+        });
+    }
+    let bound = config.processing.max_record_bytes;
+    if bound.saturating_add(OUTPUT_ENVELOPE_BYTES) > limit {
+        return Err(Error::config(
+            "processing.max_record_bytes",
+            format!(
+                "is {bound}, but output records are sized from the input topic `{input}` (max.message.bytes {input_max_message_bytes}) to at most {limit} bytes, so a value at the bound could not be chained; lower it to at most {} or raise the input topic's max.message.bytes",
+                limit - OUTPUT_ENVELOPE_BYTES
+            ),
+        ));
+    }
+    if let Some(raw) = config.librdkafka.get("message.max.bytes") {
+        if let Ok(set) = raw.trim().parse::<usize>() {
+            if set < limit {
+                return Err(Error::config(
+                    "librdkafka.\"message.max.bytes\"",
+                    format!(
+                        "is {set}, below the {limit} bytes output records can reach (derived from the input topic `{input}`'s max.message.bytes {input_max_message_bytes}); remove it or raise it"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(limit)
+}
+
+/// Checks the chained and quarantine topics hold records of `limit` bytes.
+async fn check_output_limits(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &Config,
+    input_max_message_bytes: usize,
+    limit: usize,
+) -> Result<()> {
+    for topic in sized_topics(config) {
+        let has = max_message_bytes(admin, topic).await?;
+        if has < limit {
+            return Err(Error::Topic {
+                topic: topic.into(),
+                message: format!(
+                    "its max.message.bytes is {has}, but output records can reach {limit} bytes (twice the input topic `{}`'s max.message.bytes {input_max_message_bytes}, plus {OUTPUT_ENVELOPE_BYTES}); raise it: kafka-configs --alter --entity-type topics --entity-name {topic} --add-config max.message.bytes={limit}",
+                    config.topics.input
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Derives the output limit from the input topic as it is now and checks the
+/// chained and quarantine topics hold it: what [`ensure_topics`] reports as
+/// `max_output_record_bytes`, for a caller that does not have the report.
+pub async fn output_record_limit(config: &Config) -> Result<usize> {
+    let admin = admin_client(config)?;
+    let input_max = input_max_message_bytes(&admin, config).await?;
+    let limit = derive_output_limit(config, input_max)?;
+    check_output_limits(&admin, config, input_max, limit).await?;
+    Ok(limit)
+}
+
+/// Configuration of a created state topic. A restore reads a partition of
+/// it from the beginning to the end, so what it reads is the live heads plus
+/// whatever compaction has not removed yet; these keep that small:
+///
+/// * `segment.ms` 10 minutes and `segment.bytes` 64 MiB: the active segment
+///   is never compacted, so it is rolled often (defaults: 7 days, 1 GiB) and
+///   holds at most 10 minutes (or 64 MiB) of head updates;
+/// * `min.cleanable.dirty.ratio` 0.1 (default 0.5): the cleaner runs once a
+///   tenth of the log is superseded updates, so the compacted part stays
+///   within about 1.1× the live heads instead of 2×; the state topic is
+///   small, so the extra cleaning is cheap;
+/// * `delete.retention.ms` 1 hour (default 1 day): how long a tombstone
+///   stays readable. The processor writes none today (heads are only ever
+///   superseded); should it, a restore takes seconds, far less than an hour,
+///   so no reader would miss one, and none would linger for a day.
+pub const STATE_TOPIC_CONFIG: [(&str, &str); 5] = [
+    ("cleanup.policy", "compact"),
+    ("segment.ms", "600000"),
+    ("segment.bytes", "67108864"),
+    ("min.cleanable.dirty.ratio", "0.1"),
+    ("delete.retention.ms", "3600000"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[kafka]\nbootstrap_servers = \"127.0.0.1:9092\"\ninstance_id = \"i-1\"\n\
+             [signing]\nkey_file = \"p.secret\"\nkey_id = \"p\"\n\
+             [producer_keys]\nfile = \"keys.toml\"\n{extra}"
+        );
+        Config::from_toml_with_env(&text, std::iter::empty()).expect("config")
+    }
+
+    /// The broker's default `max.message.bytes` (1 MiB + 12 bytes of log
+    /// overhead).
+    const BROKER_DEFAULT: usize = 1_048_588;
+
+    #[test]
+    fn the_default_broker_gives_twice_its_limit_plus_the_envelope() {
+        let limit = derive_output_limit(&config(""), BROKER_DEFAULT).expect("fits");
+        assert_eq!(limit, 2_101_272);
+        assert_eq!(limit, max_output_record_bytes(BROKER_DEFAULT));
+        // The issue's event (a 1,030,066-byte value) fits, wrapped, with its
+        // key and the envelope; librdkafka's default (1,000,000) did not.
+        assert!(output_record_fits(
+            64,
+            1_030_066 + 64 + OUTPUT_ENVELOPE_BYTES,
+            limit
+        ));
+    }
+
+    #[test]
+    fn a_bound_the_output_cannot_hold_names_the_field() {
+        let c = config("[processing]\nmax_record_bytes = 3000000\n");
+        let err = derive_output_limit(&c, BROKER_DEFAULT)
+            .expect_err("3 MB values cannot be chained into 2.1 MB records")
+            .to_string();
+        assert!(err.contains("processing.max_record_bytes"), "{err}");
+        assert!(err.contains("2097176"), "{err}");
+        assert!(derive_output_limit(&c, 2 * BROKER_DEFAULT).is_ok());
+    }
+
+    #[test]
+    fn a_lower_librdkafka_override_is_refused_and_a_higher_one_kept() {
+        let low = config("[librdkafka]\n\"message.max.bytes\" = \"2000000\"\n");
+        let err = derive_output_limit(&low, BROKER_DEFAULT)
+            .expect_err("below the derived limit")
+            .to_string();
+        assert!(err.contains("librdkafka.\"message.max.bytes\""), "{err}");
+        let high = config("[librdkafka]\n\"message.max.bytes\" = \"5000000\"\n");
+        assert_eq!(
+            derive_output_limit(&high, BROKER_DEFAULT).expect("fits"),
+            2_101_272
+        );
+    }
+
+    #[test]
+    fn an_input_limit_beyond_librdkafka_names_the_input_topic() {
+        let err = derive_output_limit(&config(""), 600_000_000)
+            .expect_err("beyond 1e9")
+            .to_string();
+        assert!(
+            err.contains("audit.events") && err.contains("max.message.bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn records_fit_with_their_batch_framing() {
+        assert!(output_record_fits(3, 100 - 3 - BATCH_FRAMING_BYTES, 100));
+        assert!(!output_record_fits(3, 101 - 3 - BATCH_FRAMING_BYTES, 100));
+        assert!(!output_record_fits(usize::MAX, 1, usize::MAX));
+    }
+
+    #[test]
+    fn the_state_topic_is_compacted() {
+        assert!(STATE_TOPIC_CONFIG.contains(&("cleanup.policy", "compact")));
     }
 }

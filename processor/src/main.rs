@@ -705,9 +705,11 @@ read_committed saw {}, read_uncommitted saw {} ({} ms)",
             }
             let report = auditchain::kafka::ensure_topics(&config).await?;
             println!(
-                "topics: input `{}` has {} partitions; created: {}",
+                "topics: input `{}` has {} partitions and max.message.bytes {}; output records up to {} bytes; created: {}",
                 config.topics.input,
                 report.input_partitions,
+                report.input_max_message_bytes,
+                report.max_output_record_bytes,
                 if report.created.is_empty() {
                     "none".to_string()
                 } else {

@@ -512,6 +512,9 @@ mod tests {
         let _ = m
             .lag_seconds
             .get_or_create(&PartitionLabel { partition: 0 });
+        let _ = m
+            .partition_stalled_seconds
+            .get_or_create(&PartitionLabel { partition: 0 });
         let exported = m.render();
         let exported: std::collections::HashSet<String> = exported
             .lines()

@@ -312,8 +312,6 @@ fn run_sessions(
         Duration::from_millis(config.producer_keys.reload_interval_ms),
     )?;
     let report = rt.block_on(ensure_topics(&config))?;
-    // TODO(sizes): from the topic report once output sizes are derived.
-    let max_output_record_bytes = 1_000_000usize;
     if !report.created.is_empty() {
         tracing::info!(created = ?report.created, partitions = report.input_partitions, "output topics created");
     }
@@ -380,7 +378,8 @@ fn run_sessions(
             signing_key.clone(),
             Outputs {
                 schema_ids,
-                max_record_bytes: max_output_record_bytes,
+                max_record_bytes: report.max_output_record_bytes,
+                max_anchor_bytes: report.max_anchor_bytes,
             },
             rt.clone(),
             Arc::clone(&metrics),

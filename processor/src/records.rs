@@ -46,6 +46,54 @@ pub struct ChainedRecord {
 /// One input header, kept in quarantine.
 pub type Header = (String, Option<Vec<u8>>);
 
+/// The longest `detail` a `QuarantineRecord` is written with. A detail can
+/// quote the input (its key, key id, payload tenant id), so longer ones are
+/// cut, at a character boundary, ending in `…`: this bounds the record's
+/// envelope (`kafka::OUTPUT_ENVELOPE_BYTES`).
+pub const MAX_DETAIL_BYTES: usize = 1024;
+
+/// `detail` cut to at most [`MAX_DETAIL_BYTES`].
+pub fn bounded_detail(detail: &str) -> std::borrow::Cow<'_, str> {
+    if detail.len() <= MAX_DETAIL_BYTES {
+        return detail.into();
+    }
+    const ELLIPSIS: &str = "…";
+    let mut end = MAX_DETAIL_BYTES - ELLIPSIS.len();
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ELLIPSIS}", &detail[..end]).into()
+}
+
+/// How the detail of a quarantine record that was too large to write whole
+/// starts, for each raw field it leaves out: `<mark> <bytes> bytes blake3
+/// <hex>; `. The digest stands in for the field in the quarantine hash
+/// (DESIGN.md §4.3 hashes `H(raw_key)` and `H(raw_value)`), so a verifier
+/// still recomputes the leaf, which still commits to the input's bytes.
+pub const DROPPED_VALUE_MARK: &str = "dropped raw_value";
+/// See [`DROPPED_VALUE_MARK`].
+pub const DROPPED_KEY_MARK: &str = "dropped raw_key";
+
+fn dropped_mark(mark: &str, bytes: &[u8]) -> String {
+    format!(
+        "{mark} {} bytes blake3 {}; ",
+        bytes.len(),
+        hex::encode(crate::chain::hash::h(bytes))
+    )
+}
+
+/// The digest a detail gives for a dropped field (`mark` is
+/// [`DROPPED_VALUE_MARK`] or [`DROPPED_KEY_MARK`]), if it gives one. Marks
+/// lead the detail, so truncation never cuts them.
+pub fn dropped_digest(detail: &str, mark: &str) -> Option<Hash> {
+    detail.split("; ").find_map(|part| {
+        let rest = part.strip_prefix(mark)?.strip_prefix(' ')?;
+        let (_, hex_digest) = rest.split_once(" bytes blake3 ")?;
+        let bytes = hex::decode(hex_digest).ok()?;
+        bytes.try_into().ok()
+    })
+}
+
 /// An `io.auditchain.v1.QuarantineRecord`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuarantineRecord {
@@ -181,7 +229,10 @@ impl QuarantineRecord {
                 "reason".into(),
                 Value::Enum(self.reason.avro_index(), self.reason.code().into()),
             ),
-            ("detail".into(), Value::String(self.detail.clone())),
+            (
+                "detail".into(),
+                Value::String(bounded_detail(&self.detail).into_owned()),
+            ),
             (
                 "source_topic".into(),
                 Value::String(self.source_topic.clone()),
@@ -202,6 +253,74 @@ impl QuarantineRecord {
             ("anchor_seq".into(), long(self.anchor_seq)),
         ]);
         encode_framed(&schemas().quarantine_record, schema_id, value)
+    }
+
+    /// Encodes under `schema_id` so that the record, written with its raw
+    /// key as the Kafka key, fits `limit` (the output limit of
+    /// `kafka::TopicReport`). A record that does not fit whole (possible only
+    /// for a compressed input batch, or an input topic whose
+    /// `max.message.bytes` grew since start-up) becomes `OVERSIZED` and
+    /// leaves out, in this order and only as far as needed, its raw value,
+    /// its headers, its raw key; the detail starts with a mark and the
+    /// digest of each raw field left out and then says what the record was.
+    /// `quarantine_hash` is recomputed for the new reason from the input's
+    /// bytes, so the leaf still commits to them. Returns the encoded value
+    /// and whether the raw key is still the Kafka key (when false, write the
+    /// record without a key).
+    pub fn encode_to_fit(&mut self, schema_id: u32, limit: usize) -> Result<(Vec<u8>, bool)> {
+        use crate::kafka::output_record_fits;
+        let key_len = |r: &QuarantineRecord| r.raw_key.as_ref().map_or(0, Vec::len);
+        let bytes = self.encode(schema_id)?;
+        if output_record_fits(key_len(self), bytes.len(), limit) {
+            return Ok((bytes, true));
+        }
+        let wrapped = bytes.len() + key_len(self);
+        let key = self.raw_key.take();
+        let value = self.raw_value.take();
+        let key_ref = key.as_deref().unwrap_or_default();
+        let value_ref = value.as_deref().unwrap_or_default();
+        self.quarantine_hash = crate::chain::quarantine_hash(
+            &self.source_topic,
+            self.source_partition,
+            self.source_offset,
+            key_ref,
+            value_ref,
+            Reason::Oversized.code(),
+        );
+        let was = format!(
+            "too large to keep whole: wrapped, {wrapped} bytes, above the output limit of {limit}; it was {} ({})",
+            self.reason.code(),
+            self.detail
+        );
+        self.reason = Reason::Oversized;
+        let value_mark = value.as_ref().map(|v| dropped_mark(DROPPED_VALUE_MARK, v));
+        self.detail = format!("{}{was}", value_mark.as_deref().unwrap_or_default());
+        self.raw_key = key;
+        let bytes = self.encode(schema_id)?;
+        if output_record_fits(key_len(self), bytes.len(), limit) {
+            return Ok((bytes, true));
+        }
+        let headers = std::mem::take(&mut self.headers);
+        self.detail = format!(
+            "{}headers dropped ({}); {was}",
+            value_mark.as_deref().unwrap_or_default(),
+            headers.len()
+        );
+        let bytes = self.encode(schema_id)?;
+        if output_record_fits(key_len(self), bytes.len(), limit) {
+            return Ok((bytes, true));
+        }
+        let key_mark = self
+            .raw_key
+            .take()
+            .map(|k| dropped_mark(DROPPED_KEY_MARK, &k));
+        self.detail = format!(
+            "{}{}headers dropped ({}); {was}",
+            value_mark.as_deref().unwrap_or_default(),
+            key_mark.as_deref().unwrap_or_default(),
+            headers.len()
+        );
+        Ok((self.encode(schema_id)?, false))
     }
 
     /// Decodes a framed value.
@@ -542,5 +661,214 @@ mod tests {
             a
         );
         assert_eq!(a.key(), "in/0");
+    }
+
+    /// Bytes of a zigzag varint (Kafka record fields and Avro both use it).
+    fn varint(n: i64) -> usize {
+        let mut z = ((n << 1) ^ (n >> 63)) as u64;
+        let mut len = 1;
+        while z >= 0x80 {
+            z >>= 7;
+            len += 1;
+        }
+        len
+    }
+
+    /// Bytes `headers` take in a Kafka v2 record.
+    fn wire_headers(headers: &[Header]) -> usize {
+        headers
+            .iter()
+            .map(|(k, v)| {
+                varint(k.len() as i64)
+                    + k.len()
+                    + v.as_ref()
+                        .map_or(varint(-1), |v| varint(v.len() as i64) + v.len())
+            })
+            .sum()
+    }
+
+    fn worst_quarantine(
+        key: usize,
+        value: Option<usize>,
+        headers: Vec<Header>,
+    ) -> QuarantineRecord {
+        QuarantineRecord {
+            reason: Reason::SignatureInvalid,
+            // Multi-byte characters, far above the bound.
+            detail: "é".repeat(5 * MAX_DETAIL_BYTES),
+            source_topic: "t".repeat(249),
+            source_partition: i32::MAX as u32,
+            source_offset: u64::MAX,
+            source_timestamp_ms: i64::MIN,
+            raw_key: Some(vec![b'k'; key]),
+            raw_value: value.map(|v| vec![b'v'; v]),
+            headers,
+            quarantine_hash: [0xff; 32],
+            anchor_seq: u64::MAX,
+        }
+    }
+
+    /// The derived output limit (`kafka::max_output_record_bytes`) holds
+    /// worst-case wrappings of input records of every shape, and the fixed
+    /// part stays within what `kafka::OUTPUT_ENVELOPE_BYTES` spells out.
+    #[test]
+    fn worst_case_records_fit_the_derived_limit() {
+        use crate::kafka::{max_output_record_bytes, BATCH_FRAMING_BYTES};
+        let empty_headers = |n: usize| vec![(String::new(), Some(Vec::new())); n];
+        let shapes = [
+            (
+                "large key, no value",
+                worst_quarantine(100_000, None, Vec::new()),
+            ),
+            (
+                "many empty headers",
+                worst_quarantine(1, Some(0), empty_headers(20_000)),
+            ),
+            (
+                "everything",
+                worst_quarantine(
+                    30_000,
+                    Some(60_000),
+                    (0..1000)
+                        .map(|i| (format!("h{i}"), (i % 2 == 0).then(|| vec![1; 10])))
+                        .collect(),
+                ),
+            ),
+        ];
+        for (name, q) in shapes {
+            let key = q.raw_key.as_ref().map_or(0, Vec::len);
+            let value = q.raw_value.as_ref().map_or(0, Vec::len);
+            let hw = wire_headers(&q.headers);
+            let valued = q.headers.iter().filter(|(_, v)| v.is_some()).count();
+            let input = key + value + hw;
+            let out = key + q.encode(u32::MAX).expect("encode").len() + BATCH_FRAMING_BYTES;
+            assert!(
+                out <= max_output_record_bytes(input),
+                "{name}: {out} for {input}"
+            );
+            let fixed = out - (2 * key + value + hw + valued);
+            assert!(fixed <= 1_470, "{name}: fixed part {fixed}");
+        }
+        let tenant = 50_000;
+        let key_id = 10_000;
+        let c = ChainedRecord {
+            tenant_id: "a".repeat(tenant),
+            seq: u64::MAX,
+            prev_hash: [1; 32],
+            entry_hash: [2; 32],
+            event_digest: [3; 32],
+            source_topic: "t".repeat(249),
+            source_partition: i32::MAX as u32,
+            source_offset: u64::MAX,
+            source_timestamp_ms: i64::MIN,
+            key_id: "i".repeat(key_id),
+            producer_sig: vec![7; 64],
+            event: vec![9; 70_000],
+            anchor_seq: u64::MAX,
+        };
+        let headers: Vec<Header> = vec![
+            (
+                "auditchain-key-id".into(),
+                Some(c.key_id.clone().into_bytes()),
+            ),
+            ("auditchain-sig".into(), Some(c.producer_sig.clone())),
+        ];
+        let input = tenant + c.event.len() + wire_headers(&headers);
+        let out = tenant + c.encode(u32::MAX).expect("encode").len() + BATCH_FRAMING_BYTES;
+        assert!(
+            out <= max_output_record_bytes(input),
+            "chained: {out} for {input}"
+        );
+        let fixed = out - (2 * tenant + c.event.len() + key_id);
+        assert!(
+            fixed <= 477 + BATCH_FRAMING_BYTES,
+            "chained: fixed part {fixed}"
+        );
+    }
+
+    #[test]
+    fn details_are_cut_at_a_character_boundary() {
+        assert_eq!(bounded_detail("short"), "short");
+        let long = "é".repeat(MAX_DETAIL_BYTES);
+        let cut = bounded_detail(&long);
+        assert!(cut.len() <= MAX_DETAIL_BYTES, "{}", cut.len());
+        assert!(cut.ends_with('…'));
+        let q = worst_quarantine(1, Some(1), Vec::new());
+        let back = QuarantineRecord::decode(&q.encode(3).expect("enc")).expect("dec");
+        assert_eq!(back.detail, bounded_detail(&q.detail));
+    }
+
+    #[test]
+    fn a_record_that_fits_is_written_whole() {
+        let mut q = worst_quarantine(10, Some(10), vec![("h".into(), None)]);
+        let before = q.clone();
+        let (bytes, keyed) = q.encode_to_fit(3, 1 << 20).expect("fit");
+        assert!(keyed);
+        assert_eq!(q, before);
+        assert_eq!(bytes, before.encode(3).expect("enc"));
+    }
+
+    #[test]
+    fn a_record_too_large_drops_its_value_then_headers_then_key() {
+        use crate::chain::{hash::h, quarantine_hash_of_digests};
+        use crate::kafka::output_record_fits;
+        let headers = vec![("h".to_string(), Some(vec![1; 3000]))];
+        let original = QuarantineRecord {
+            detail: "short".into(),
+            ..worst_quarantine(600, Some(10_000), headers.clone())
+        };
+        let key = original.raw_key.clone().expect("key");
+        let value = original.raw_value.clone().expect("value");
+        let leaf = quarantine_hash_of_digests(
+            &original.source_topic,
+            original.source_partition,
+            original.source_offset,
+            &h(&key),
+            &h(&value),
+            Reason::Oversized.code(),
+        );
+        // Value dropped, headers and key kept.
+        let mut q = original.clone();
+        let (bytes, keyed) = q.encode_to_fit(3, 8_000).expect("fit");
+        assert!(keyed && output_record_fits(key.len(), bytes.len(), 8_000));
+        assert_eq!(q.reason, Reason::Oversized);
+        assert_eq!(
+            (q.raw_value.as_ref(), q.raw_key.as_ref()),
+            (None, Some(&key))
+        );
+        assert_eq!(q.headers, headers);
+        assert_eq!(q.quarantine_hash, leaf);
+        assert_eq!(
+            dropped_digest(&q.detail, DROPPED_VALUE_MARK),
+            Some(h(&value))
+        );
+        assert_eq!(dropped_digest(&q.detail, DROPPED_KEY_MARK), None);
+        assert!(
+            q.detail.contains("SIGNATURE_INVALID (short)"),
+            "{}",
+            q.detail
+        );
+        // Headers dropped too.
+        let mut q = original.clone();
+        let (bytes, keyed) = q.encode_to_fit(3, 2_400).expect("fit");
+        assert!(keyed && output_record_fits(key.len(), bytes.len(), 2_400));
+        assert!(q.headers.is_empty() && q.raw_key.is_some());
+        assert_eq!(q.quarantine_hash, leaf);
+        // And the key: the stub is what is left.
+        let mut q = original.clone();
+        let (bytes, keyed) = q.encode_to_fit(3, 1_500).expect("fit");
+        assert!(!keyed && output_record_fits(0, bytes.len(), 1_500));
+        assert_eq!(q.raw_key, None);
+        assert_eq!(dropped_digest(&q.detail, DROPPED_KEY_MARK), Some(h(&key)));
+        assert_eq!(
+            dropped_digest(&q.detail, DROPPED_VALUE_MARK),
+            Some(h(&value))
+        );
+        assert_eq!(q.quarantine_hash, leaf);
+        let back = QuarantineRecord::decode(&bytes).expect("dec");
+        assert_eq!(
+            dropped_digest(&back.detail, DROPPED_VALUE_MARK),
+            Some(h(&value))
+        );
     }
 }

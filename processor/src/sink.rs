@@ -44,14 +44,24 @@ impl std::fmt::Debug for Sink {
 impl Sink {
     /// Creates the producer and initialises transactions, which fences any
     /// earlier producer with the same transactional id and aborts its open
-    /// transaction.
-    pub fn new(config: &Config, faults: Option<Arc<Faults>>) -> Result<Sink> {
+    /// transaction. The producer's `message.max.bytes` is
+    /// `max_output_record_bytes`, the output limit derived from the input
+    /// topic (`kafka::TopicReport`); the raw `[librdkafka]` options are
+    /// applied after it and may raise it (start-up refuses a lower one).
+    pub fn new(
+        config: &Config,
+        faults: Option<Arc<Faults>>,
+        max_output_record_bytes: usize,
+    ) -> Result<Sink> {
         let mut cc =
             base_client_config(config, &format!("auditchain-{}", config.kafka.instance_id));
-        cc.set("linger.ms", "5").set("compression.type", "lz4").set(
-            "queue.buffering.max.kbytes",
-            (config.processing.producer_queue_bytes / 1024).to_string(),
-        );
+        cc.set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("message.max.bytes", max_output_record_bytes.to_string())
+            .set(
+                "queue.buffering.max.kbytes",
+                (config.processing.producer_queue_bytes / 1024).to_string(),
+            );
         for (k, v) in &config.librdkafka {
             cc.set(k, v);
         }

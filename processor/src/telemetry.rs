@@ -102,6 +102,37 @@ impl Traces {
         })
     }
 
+    /// The current context (`None` when tracing is off), to parent work
+    /// that happens later on its behalf: a restore runs after the
+    /// assignment callback that asked for it has returned.
+    pub fn current(&self) -> Option<Context> {
+        self.inner.as_ref().map(|_| Context::current())
+    }
+
+    /// Like [`Traces::enter`], with `parent` as the parent when given.
+    pub fn enter_under(
+        &self,
+        parent: Option<&Context>,
+        name: &'static str,
+        attributes: Vec<KeyValue>,
+    ) -> Option<SpanGuard> {
+        let Some(parent) = parent else {
+            return self.enter(name, attributes);
+        };
+        let inner = self.inner.as_ref()?;
+        let span = inner
+            .tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Internal)
+            .with_attributes(attributes)
+            .start_with_context(&inner.tracer, parent);
+        let cx = parent.with_span(span);
+        Some(SpanGuard {
+            _attached: cx.clone().attach(),
+            cx,
+        })
+    }
+
     /// A collector for the open transaction's links; empty when tracing is off.
     pub fn links(&self) -> TxnLinks {
         TxnLinks {

@@ -18,7 +18,11 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::kafka::{base_client_config, partition_count, QuietContext};
 use crate::keys::KeySet;
-use crate::records::{AnchorBatch, ChainedRecord, QuarantineRecord};
+use crate::records::{
+    dropped_digest, AnchorBatch, ChainedRecord, QuarantineRecord, DROPPED_KEY_MARK,
+    DROPPED_VALUE_MARK,
+};
+use crate::route::Reason;
 
 /// Source coordinates of an input record.
 pub type Coord = (String, u32, u64);
@@ -224,12 +228,12 @@ pub fn check(
         )
     }));
     for q in &trail.quarantined {
-        let qh = chain::quarantine_hash(
+        let qh = chain::quarantine_hash_of_digests(
             &q.source_topic,
             q.source_partition,
             q.source_offset,
-            q.raw_key.as_deref().unwrap_or_default(),
-            q.raw_value.as_deref().unwrap_or_default(),
+            &raw_digest(q, q.raw_key.as_deref(), DROPPED_KEY_MARK),
+            &raw_digest(q, q.raw_value.as_deref(), DROPPED_VALUE_MARK),
             q.reason.code(),
         );
         let place = format!(
@@ -608,6 +612,21 @@ pub fn read_input_partitions(config: &Config, only: Option<&[i32]>) -> Result<Ve
     Ok(coords)
 }
 
+/// `H(raw field)` for the quarantine hash: of the field when the record has
+/// it; for an `OVERSIZED` record that left it out because it was too large to
+/// keep, the digest its detail gives instead (docs/decisions.md, "Output size
+/// limits"). Any other record without the field hashes the empty string, as
+/// §4.3 says.
+fn raw_digest(q: &QuarantineRecord, field: Option<&[u8]>, mark: &str) -> Hash {
+    match field {
+        Some(bytes) => chain::hash::h(bytes),
+        None => (q.reason == Reason::Oversized)
+            .then(|| dropped_digest(&q.detail, mark))
+            .flatten()
+            .unwrap_or_else(|| chain::hash::h(&[])),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -712,6 +731,65 @@ mod tests {
 
     fn problems(b: &Built) -> Vec<Problem> {
         check(&b.trail, &b.keys, &b.processors, Some(&b.input)).problems
+    }
+
+    /// Recomputes the anchor of `b` over its current leaves and signs it.
+    fn reanchor(b: &mut Built) {
+        let mut leaves: Vec<(u64, Hash)> = b
+            .trail
+            .chained
+            .iter()
+            .map(|c| (c.source_offset, c.entry_hash))
+            .chain(
+                b.trail
+                    .quarantined
+                    .iter()
+                    .map(|q| (q.source_offset, q.quarantine_hash)),
+            )
+            .collect();
+        leaves.sort_by_key(|(o, _)| *o);
+        let hashes: Vec<Hash> = leaves.iter().map(|(_, h)| *h).collect();
+        let batch = &mut b.trail.anchors[0];
+        batch.anchor.merkle_root = chain::merkle_root(&hashes).expect("leaves");
+        let msg = batch.anchor.message();
+        batch.anchor_hash = chain::hash::h(&msg);
+        batch.signature = chain::sign(&SigningKey::from_bytes(&[2; 32]), &msg).to_vec();
+    }
+
+    /// A record too large to keep whole, written by `encode_to_fit`.
+    fn with_dropped_fields() -> Built {
+        let mut b = build();
+        let q = &mut b.trail.quarantined[0];
+        q.raw_key = Some(b"key".to_vec());
+        q.encode_to_fit(3, 120).expect("fit");
+        assert_eq!((q.raw_key.as_ref(), q.raw_value.as_ref()), (None, None));
+        reanchor(&mut b);
+        b
+    }
+
+    #[test]
+    fn dropped_fields_verify_from_their_digests() {
+        assert_eq!(problems(&with_dropped_fields()), Vec::new());
+    }
+
+    #[test]
+    fn dropping_or_editing_a_digest_is_detected() {
+        let mut b = with_dropped_fields();
+        let detail = &mut b.trail.quarantined[0].detail;
+        let at = detail.find("blake3 ").expect("mark") + "blake3 ".len();
+        let flipped = if &detail[at..=at] == "0" { "1" } else { "0" };
+        detail.replace_range(at..=at, flipped);
+        assert!(!problems(&b).is_empty());
+        // A value left out of a record that is not OVERSIZED, with a
+        // correct mark: the mark is not honoured.
+        let mut b = build();
+        let q = &mut b.trail.quarantined[0];
+        q.detail = format!(
+            "{DROPPED_VALUE_MARK} 4 bytes blake3 {}; ",
+            hex::encode(chain::hash::h(b"junk"))
+        );
+        q.raw_value = None;
+        assert!(!problems(&b).is_empty());
     }
 
     #[test]

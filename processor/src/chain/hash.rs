@@ -82,13 +82,34 @@ pub fn quarantine_hash(
     raw_value: &[u8],
     reason_code: &str,
 ) -> Hash {
+    quarantine_hash_of_digests(
+        source_topic,
+        source_partition,
+        source_offset,
+        &h(raw_key),
+        &h(raw_value),
+        reason_code,
+    )
+}
+
+/// [`quarantine_hash`] from `H(raw_key)` and `H(raw_value)`: what a verifier
+/// recomputes for a record whose raw key or value was left out because it
+/// was too large to keep (the record carries the digest instead).
+pub fn quarantine_hash_of_digests(
+    source_topic: &str,
+    source_partition: u32,
+    source_offset: u64,
+    raw_key_digest: &Hash,
+    raw_value_digest: &Hash,
+    reason_code: &str,
+) -> Hash {
     let mut hasher = blake3::Hasher::new();
     hasher.update(QUARANTINE_DOMAIN);
     update_lp(&mut hasher, source_topic.as_bytes());
     hasher.update(&source_partition.to_be_bytes());
     hasher.update(&source_offset.to_be_bytes());
-    hasher.update(&h(raw_key));
-    hasher.update(&h(raw_value));
+    hasher.update(raw_key_digest);
+    hasher.update(raw_value_digest);
     update_lp(&mut hasher, reason_code.as_bytes());
     *hasher.finalize().as_bytes()
 }

@@ -53,8 +53,11 @@ pub struct OutputSchemaIds {
 pub struct Outputs {
     /// Schema ids of the output records.
     pub schema_ids: OutputSchemaIds,
-    /// Output records (anchors included) must stay under this many bytes.
+    /// Output records must stay under this many bytes (the producer's
+    /// `message.max.bytes`).
     pub max_record_bytes: usize,
+    /// Anchors must stay under this many bytes (the anchors topic's limit).
+    pub max_anchor_bytes: usize,
 }
 
 /// Counters since start, for logs and tests.
@@ -108,8 +111,12 @@ pub struct Engine {
     unrestored: BTreeMap<i32, Option<i64>>,
     restore_backoff: Duration,
     restore_not_before: Option<Instant>,
+    /// The span context of the assignment a pending restore belongs to.
+    restore_parent: Option<opentelemetry::Context>,
     /// Bytes the tenant heads of one anchor may take.
     anchor_head_budget: usize,
+    /// The largest output record the topics and the producer accept.
+    output_limit: usize,
     /// Aborts since the last successful commit.
     consecutive_aborts: u32,
     /// The open transaction's links to its records' producer spans.
@@ -160,7 +167,7 @@ impl Engine {
         traces: Traces,
         faults: Option<Arc<Faults>>,
     ) -> Result<Engine> {
-        let sink = Sink::new(&config, faults)?;
+        let sink = Sink::new(&config, faults, outputs.max_record_bytes)?;
         metrics.set_producer_ready(true);
         let threads = match config.processing.verify_threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -172,7 +179,8 @@ impl Engine {
             .build()
             .map_err(|e| Error::State(format!("starting the verification pool: {e}")))?;
         Ok(Engine {
-            anchor_head_budget: anchor_head_budget(&config, outputs.max_record_bytes),
+            anchor_head_budget: anchor_head_budget(&config, outputs.max_anchor_bytes),
+            output_limit: outputs.max_record_bytes,
             config,
             signing_key,
             schema_ids: outputs.schema_ids,
@@ -183,6 +191,7 @@ impl Engine {
             unrestored: BTreeMap::new(),
             restore_backoff: Duration::from_millis(500),
             restore_not_before: None,
+            restore_parent: None,
             consecutive_aborts: 0,
             txn_links: traces.links(),
             traces,
@@ -212,6 +221,7 @@ impl Engine {
         }
         self.restore_not_before = None;
         self.restore_backoff = Duration::from_millis(500);
+        self.restore_parent = self.traces.current();
         self.metrics.set_restoring(!self.unrestored.is_empty());
     }
 
@@ -234,7 +244,8 @@ impl Engine {
             self.unrestored.iter().map(|(p, o)| (*p, *o)).collect();
         let partitions: Vec<i32> = pending.iter().map(|(p, _)| *p).collect();
         let started = Instant::now();
-        let span = self.traces.enter(
+        let span = self.traces.enter_under(
+            self.restore_parent.as_ref(),
             telemetry::RESTORE_SPAN,
             vec![
                 KeyValue::new(
@@ -261,6 +272,7 @@ impl Engine {
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(_) => {
+                self.restore_parent = None;
                 self.metrics.set_restoring(false);
                 self.update_gauges();
                 Ok(())
@@ -526,12 +538,40 @@ impl Engine {
         let (chained, bytes, key) = match verdict {
             Verdict::Chain { tenant, key_id } => {
                 let elsewhere = self.tenant_elsewhere(p, &tenant);
-                let record = self.chain_one(m, &tenant, key_id, &headers, anchor_seq, elsewhere)?;
-                (true, record, Some(tenant.into_bytes()))
+                match self.chain_one(m, &tenant, key_id, &headers, anchor_seq, elsewhere)? {
+                    Some(record) => (true, record, Some(tenant.into_bytes())),
+                    None => {
+                        // A valid event whose ChainedRecord cannot be
+                        // produced (possible only for a compressed input
+                        // batch): kept in quarantine rather than retried
+                        // forever.
+                        let detail = format!(
+                            "a valid event, but its ChainedRecord would exceed the output limit of {} bytes",
+                            self.output_limit
+                        );
+                        let (record, keyed) = self.quarantine_one(
+                            m,
+                            route::Reason::Oversized,
+                            detail,
+                            headers,
+                            anchor_seq,
+                        )?;
+                        (
+                            false,
+                            record,
+                            keyed.then(|| m.key().map(<[u8]>::to_vec)).flatten(),
+                        )
+                    }
+                }
             }
             Verdict::Quarantine { reason, detail } => {
-                let record = self.quarantine_one(m, reason, detail, headers, anchor_seq)?;
-                (false, record, m.key().map(<[u8]>::to_vec))
+                let (record, keyed) =
+                    self.quarantine_one(m, reason, detail, headers, anchor_seq)?;
+                (
+                    false,
+                    record,
+                    keyed.then(|| m.key().map(<[u8]>::to_vec)).flatten(),
+                )
             }
         };
         let topic = if chained {
@@ -561,6 +601,8 @@ impl Engine {
         !here(p) && self.owned.keys().any(|q| *q != p && here(*q))
     }
 
+    /// Encodes the record's entry and appends it to the tenant's chain;
+    /// `None` (nothing appended) when the record would not fit the output.
     fn chain_one(
         &mut self,
         m: &BorrowedMessage<'_>,
@@ -569,7 +611,7 @@ impl Engine {
         headers: &RecordHeaders,
         anchor_seq: u64,
         elsewhere: bool,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Option<Vec<u8>>> {
         let p = m.partition();
         let topic = self.config.topics.input.as_str();
         let value = m.payload().unwrap_or_default();
@@ -578,16 +620,8 @@ impl Engine {
             return Err(Error::State(format!("partition {p} is not owned")));
         };
         let pending = txn.partitions.entry(p).or_default();
-        let entry = pending.chain(&owned.state, tenant, value, topic, p, m.offset(), timestamp);
-        if elsewhere {
-            pending.tenants_elsewhere += 1;
-            tracing::warn!(
-                tenant = %tenant,
-                partition = p,
-                "tenant seen on a second input partition: it gets a separate chain there (DESIGN.md §3)"
-            );
-        }
-        ChainedRecord {
+        let entry = pending.next_entry(&owned.state, tenant, value, topic, p, m.offset());
+        let bytes = ChainedRecord {
             tenant_id: tenant.to_string(),
             seq: entry.seq,
             prev_hash: entry.prev_hash,
@@ -602,9 +636,25 @@ impl Engine {
             event: value.to_vec(),
             anchor_seq,
         }
-        .encode(self.schema_ids.chained)
+        .encode(self.schema_ids.chained)?;
+        if !crate::kafka::output_record_fits(tenant.len(), bytes.len(), self.output_limit) {
+            return Ok(None);
+        }
+        pending.append(tenant, &entry, m.offset(), timestamp);
+        if elsewhere {
+            pending.tenants_elsewhere += 1;
+            tracing::warn!(
+                tenant = %tenant,
+                partition = p,
+                "tenant seen on a second input partition: it gets a separate chain there (DESIGN.md §3)"
+            );
+        }
+        Ok(Some(bytes))
     }
 
+    /// Encodes the quarantine record (left without its raw fields if it
+    /// would not fit the output whole; `kafka::TopicReport`) and adds its
+    /// leaf. Returns the record and whether its raw key is the Kafka key.
     fn quarantine_one(
         &mut self,
         m: &BorrowedMessage<'_>,
@@ -612,11 +662,11 @@ impl Engine {
         detail: String,
         headers: RecordHeaders,
         anchor_seq: u64,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<(Vec<u8>, bool)> {
         let p = m.partition();
         let topic = self.config.topics.input.as_str();
         let timestamp = m.timestamp().to_millis().unwrap_or(-1);
-        let qh = chain::quarantine_hash(
+        let quarantine_hash = chain::quarantine_hash(
             topic,
             p as u32,
             m.offset() as u64,
@@ -629,15 +679,7 @@ impl Engine {
         } else {
             detail
         };
-        let txn = self
-            .txn
-            .as_mut()
-            .ok_or_else(|| Error::State("no open transaction".into()))?;
-        txn.partitions
-            .entry(p)
-            .or_default()
-            .quarantine(reason, qh, m.offset(), timestamp);
-        QuarantineRecord {
+        let mut record = QuarantineRecord {
             reason,
             detail,
             source_topic: topic.to_string(),
@@ -647,10 +689,22 @@ impl Engine {
             raw_key: m.key().map(<[u8]>::to_vec),
             raw_value: m.payload().map(<[u8]>::to_vec),
             headers: headers.pairs,
-            quarantine_hash: qh,
+            quarantine_hash,
             anchor_seq,
-        }
-        .encode(self.schema_ids.quarantine)
+        };
+        let (bytes, keyed) = record.encode_to_fit(self.schema_ids.quarantine, self.output_limit)?;
+        let txn = self
+            .txn
+            .as_mut()
+            .ok_or_else(|| Error::State("no open transaction".into()))?;
+        // encode_to_fit may have changed the reason and so the leaf.
+        txn.partitions.entry(p).or_default().quarantine(
+            record.reason,
+            record.quarantine_hash,
+            m.offset(),
+            timestamp,
+        );
+        Ok((bytes, keyed))
     }
 
     /// Closes the open transaction: one signed anchor, the new chain heads

@@ -94,17 +94,16 @@ impl Pending {
         self.next_offset = offset + 1;
     }
 
-    /// Appends an entry for `value` to `tenant`'s chain (DESIGN.md §4.2).
-    #[allow(clippy::too_many_arguments)]
-    pub fn chain(
-        &mut self,
+    /// The entry `value` would get as the next of `tenant`'s chain (DESIGN.md
+    /// §4.2), without appending it.
+    pub fn next_entry(
+        &self,
         committed: &PartitionState,
         tenant: &str,
         value: &[u8],
         topic: &str,
         partition: i32,
         offset: i64,
-        timestamp_ms: i64,
     ) -> Entry {
         let head = self.head(committed, tenant);
         let (seq, prev_hash) = head.map_or((1, chain::ZERO), |h| (h.seq + 1, h.entry_hash));
@@ -118,17 +117,43 @@ impl Pending {
             partition as u32,
             offset as u64,
         );
-        self.head_bytes += self.anchor_growth(tenant);
-        self.heads
-            .insert(tenant.to_string(), ChainHead { seq, entry_hash });
-        self.chained += 1;
-        self.leaf(offset, entry_hash, timestamp_ms);
         Entry {
             seq,
             prev_hash,
             event_digest,
             entry_hash,
         }
+    }
+
+    /// Appends `entry` (from [`Pending::next_entry`]) to `tenant`'s chain.
+    pub fn append(&mut self, tenant: &str, entry: &Entry, offset: i64, timestamp_ms: i64) {
+        self.head_bytes += self.anchor_growth(tenant);
+        self.heads.insert(
+            tenant.to_string(),
+            ChainHead {
+                seq: entry.seq,
+                entry_hash: entry.entry_hash,
+            },
+        );
+        self.chained += 1;
+        self.leaf(offset, entry.entry_hash, timestamp_ms);
+    }
+
+    /// Computes and appends the next entry of `tenant`'s chain.
+    #[allow(clippy::too_many_arguments)]
+    pub fn chain(
+        &mut self,
+        committed: &PartitionState,
+        tenant: &str,
+        value: &[u8],
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        timestamp_ms: i64,
+    ) -> Entry {
+        let entry = self.next_entry(committed, tenant, value, topic, partition, offset);
+        self.append(tenant, &entry, offset, timestamp_ms);
+        entry
     }
 
     /// Adds a quarantined record's leaf.
