@@ -133,6 +133,8 @@ struct Txn {
     /// `send_offsets_to_transaction` returned success (both
     /// `AddOffsetsToTxn` and `TxnOffsetCommit` were accepted).
     offsets_accepted: bool,
+    /// `commit_transaction` was called.
+    commit_called: bool,
     /// The coordinator accepted `EndTxn(commit)`.
     commit_acked: bool,
     /// The abort completed (`EndTxn(abort)` accepted, or not needed).
@@ -165,6 +167,9 @@ impl Trace {
                 && line.ends_with(": Success")
             {
                 txn.offsets_accepted = true;
+            }
+            if line.contains("Transactional API called: commit_transaction") {
+                txn.commit_called = true;
             }
             if line.contains("Transaction state change CommittingTransaction -> CommitNotAcked") {
                 txn.commit_acked = true;
@@ -545,6 +550,20 @@ fn fatal(api: RDKafkaApiKey, error: RDKafkaRespErr) -> Trace {
     trace
 }
 
+/// The sink's promise: when the offsets were refused, `commit_transaction`
+/// is not even called (librdkafka would refuse it too, so only the call
+/// itself shows a sink that carries on after a failed
+/// `send_offsets_to_transaction`).
+fn assert_no_commit_attempt(trace: &Trace) {
+    let first = trace.txns.first().expect("a transaction was begun");
+    assert!(!first.offsets_accepted, "{}", trace.dump());
+    assert!(
+        !first.commit_called,
+        "commit_transaction called after the offsets were refused\n{}",
+        trace.dump()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // AddOffsetsToTxn (transaction coordinator, first half of send_offsets)
 // ---------------------------------------------------------------------------
@@ -572,17 +591,19 @@ fn add_offsets_abortable_aborts_without_committing() {
         RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
     );
     assert_eq!(attempts, 1, "the first rewind commits");
+    assert_no_commit_attempt(&trace);
     // The failed transaction never reached the group coordinator.
-    assert!(!trace.txns[0].offsets_accepted);
+    assert_eq!(trace.sent("TxnOffsetCommit"), 1, "the rewind's only");
 }
 
 #[test]
 fn add_offsets_fatal_invalid_producer_epoch() {
     let _g = serial();
-    fatal(
+    let trace = fatal(
         RDKafkaApiKey::AddOffsetsToTxn,
         RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH,
     );
+    assert_no_commit_attempt(&trace);
 }
 
 /// librdkafka 2.12 lists INVALID_PRODUCER_EPOCH, not PRODUCER_FENCED, as
@@ -593,11 +614,12 @@ fn add_offsets_fatal_invalid_producer_epoch() {
 #[test]
 fn add_offsets_producer_fenced_is_abortable_in_librdkafka() {
     let _g = serial();
-    let (_trace, attempts) = aborted(
+    let (trace, attempts) = aborted(
         RDKafkaApiKey::AddOffsetsToTxn,
         RD_KAFKA_RESP_ERR_PRODUCER_FENCED,
     );
     assert_eq!(attempts, 1, "the first rewind commits");
+    assert_no_commit_attempt(&trace);
 }
 
 // ---------------------------------------------------------------------------
@@ -625,7 +647,7 @@ fn txn_offset_commit_abortable_aborts_without_committing() {
         RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
     );
     assert_eq!(attempts, 1, "the first rewind commits");
-    assert!(!trace.txns[0].offsets_accepted);
+    assert_no_commit_attempt(&trace);
     // AddOffsetsToTxn had been accepted; only the group coordinator refused.
     assert!(trace.sent("AddOffsetsToTxn") >= 1);
 }
@@ -633,20 +655,22 @@ fn txn_offset_commit_abortable_aborts_without_committing() {
 #[test]
 fn txn_offset_commit_abortable_illegal_generation() {
     let _g = serial();
-    let (_trace, attempts) = aborted(
+    let (trace, attempts) = aborted(
         RDKafkaApiKey::TxnOffsetCommit,
         RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION,
     );
     assert_eq!(attempts, 1, "the first rewind commits");
+    assert_no_commit_attempt(&trace);
 }
 
 #[test]
 fn txn_offset_commit_fatal_invalid_producer_epoch() {
     let _g = serial();
-    fatal(
+    let trace = fatal(
         RDKafkaApiKey::TxnOffsetCommit,
         RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH,
     );
+    assert_no_commit_attempt(&trace);
 }
 
 // ---------------------------------------------------------------------------
