@@ -1,8 +1,10 @@
 //! An anchor carries one tenant head per tenant that grew in its
 //! transaction. 30,000 tenants with 68-character ids on one partition make a
-//! transaction's anchor larger than the default 1 MB record limit; the
-//! processor must close such transactions early rather than abort and retry
-//! forever (with default settings, which is what this test runs).
+//! 10,000-record transaction's anchor larger than the broker's default 1 MB
+//! record limit. A new anchors topic is created large enough; one that
+//! already exists with the broker default (a deployment from before sized
+//! topics) is not, and the processor must close transactions early rather
+//! than abort and retry forever. The processor runs with default settings.
 
 mod common;
 
@@ -11,6 +13,8 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_thousand_long_tenant_ids_in_one_partition_do_not_stall() {
     let fx = common::Fixture::new(1, false).await;
+    let anchors_topic = fx.config("setup").topics.anchors;
+    common::create_topic(&anchors_topic, 1, &[]).await;
     let mut spec = fx.spec(30_000, 30_000, 0);
     // `<prefix>-<i>`: 68 characters for the larger ids.
     spec.tenant_prefix = format!("tenant-{}", "x".repeat(56));

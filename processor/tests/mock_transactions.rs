@@ -282,7 +282,8 @@ impl Rig {
             instance = unique("i"),
         );
         let config = Config::from_toml_with_env(&text, std::iter::empty()).expect("config");
-        let sink = Sink::new(&config, faults).expect("sink with initialised transactions");
+        let sink =
+            Sink::new(&config, faults, 1_000_000).expect("sink with initialised transactions");
         Rig {
             sink: Some(sink),
             member,
