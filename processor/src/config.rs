@@ -31,6 +31,8 @@ const RESERVED_LIBRDKAFKA: &[&str] = &[
     "group.id",
     "partition.assignment.strategy",
     "enable.auto.offset.store",
+    // `latest` would skip input no chain holds when an offset is out of range.
+    "auto.offset.reset",
 ];
 
 /// The whole configuration.

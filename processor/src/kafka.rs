@@ -269,6 +269,8 @@ pub struct TopicReport {
     pub max_output_record_bytes: usize,
     /// The largest anchor the anchors topic and the producer accept.
     pub max_anchor_bytes: usize,
+    /// The largest record the state topic and the producer accept.
+    pub max_state_bytes: usize,
 }
 
 /// Checks the input topic exists; creates missing output topics with the
@@ -343,6 +345,8 @@ pub async fn ensure_topics(config: &Config) -> Result<TopicReport> {
                 STATE_TOPIC_CONFIG
                     .iter()
                     .fold(t, |t, (name, value)| t.set(name, value))
+                    // A state record's key is a tenant id, as long as a key.
+                    .set("max.message.bytes", &max_output_bytes)
             } else if sized_topics(config).contains(topic) || *topic == config.topics.anchors {
                 t.set("max.message.bytes", &max_output_bytes)
             } else {
@@ -385,12 +389,18 @@ pub async fn ensure_topics(config: &Config) -> Result<TopicReport> {
     let max_anchor_bytes = max_message_bytes(&admin, &config.topics.anchors)
         .await?
         .min(max_output_record_bytes);
+    // A tenant's state record is its id and ~150 bytes; an older state topic
+    // may take less than the output limit.
+    let max_state_bytes = max_message_bytes(&admin, &config.topics.state)
+        .await?
+        .min(max_output_record_bytes);
     Ok(TopicReport {
         input_partitions,
         created,
         input_max_message_bytes,
         max_output_record_bytes,
         max_anchor_bytes,
+        max_state_bytes,
     })
 }
 

@@ -380,6 +380,7 @@ fn run_sessions(
                 schema_ids,
                 max_record_bytes: report.max_output_record_bytes,
                 max_anchor_bytes: report.max_anchor_bytes,
+                max_state_bytes: report.max_state_bytes,
             },
             rt.clone(),
             Arc::clone(&metrics),

@@ -58,6 +58,8 @@ pub struct Outputs {
     pub max_record_bytes: usize,
     /// Anchors must stay under this many bytes (the anchors topic's limit).
     pub max_anchor_bytes: usize,
+    /// State records must stay under this many bytes (the state topic's).
+    pub max_state_bytes: usize,
 }
 
 /// Counters since start, for logs and tests.
@@ -117,6 +119,8 @@ pub struct Engine {
     anchor_head_budget: usize,
     /// The largest output record the topics and the producer accept.
     output_limit: usize,
+    /// The longest tenant id whose head fits a state record and an anchor.
+    max_tenant_bytes: usize,
     /// Aborts since the last successful commit.
     consecutive_aborts: u32,
     /// The open transaction's links to its records' producer spans.
@@ -156,6 +160,19 @@ pub fn anchor_head_budget(config: &Config, max_output_record_bytes: usize) -> us
     max_output_record_bytes.saturating_sub(txn::ANCHOR_FIXED_BYTES + 2 * strings)
 }
 
+/// The longest tenant id a chain can have here: its head must fit a state
+/// record and, alone, an anchor. A longer one could never be committed, so
+/// such records are quarantined instead of stalling the instance.
+fn max_tenant_bytes(config: &Config, outputs: &Outputs) -> usize {
+    const STATE_RECORD_OVERHEAD: usize = 1024;
+    let state = outputs
+        .max_state_bytes
+        .saturating_sub(STATE_RECORD_OVERHEAD + config.topics.input.len());
+    let anchor = anchor_head_budget(config, outputs.max_anchor_bytes)
+        .saturating_sub(txn::tenant_head_bytes(""));
+    state.min(anchor)
+}
+
 impl Engine {
     /// A new engine with its own transactional producer.
     pub fn new(
@@ -181,6 +198,7 @@ impl Engine {
         Ok(Engine {
             anchor_head_budget: anchor_head_budget(&config, outputs.max_anchor_bytes),
             output_limit: outputs.max_record_bytes,
+            max_tenant_bytes: max_tenant_bytes(&config, &outputs),
             config,
             signing_key,
             schema_ids: outputs.schema_ids,
@@ -306,7 +324,7 @@ impl Engine {
         let tenants: usize = restored.values().map(|s| s.tenants.len()).sum();
         for (p, group_offset) in pending {
             let state = restored.get(p).cloned().unwrap_or_default();
-            let next_offset = self.reconcile_offsets(*p, &state, *group_offset);
+            let next_offset = self.reconcile_offsets(*p, &state, *group_offset)?;
             self.owned.insert(*p, Owned { state, next_offset });
             self.unrestored.remove(p);
             // The consumer may already have fetched from the group's offset.
@@ -322,8 +340,13 @@ impl Engine {
     /// longer than `offsets.retention.minutes`) or was reset by hand would
     /// otherwise replay records on top of heads that already contain them,
     /// or skip records no chain contains.
-    fn reconcile_offsets(&self, p: i32, state: &PartitionState, group: Option<i64>) -> Option<i64> {
-        match (state.next_offset, group) {
+    fn reconcile_offsets(
+        &self,
+        p: i32,
+        state: &PartitionState,
+        group: Option<i64>,
+    ) -> Result<Option<i64>> {
+        Ok(match (state.next_offset, group) {
             (Some(s), Some(g)) if s != g => {
                 tracing::warn!(partition = p, state_offset = s, group_offset = g, "the group's committed offset disagrees with the chain state; resuming from the chain state's offset");
                 self.metrics.offset_mismatches.inc();
@@ -334,8 +357,13 @@ impl Engine {
                 self.metrics.offset_mismatches.inc();
                 Some(s)
             }
+            (None, None) if state.anchor.anchor_seq > 0 => {
+                tracing::error!(partition = p, "chain state without a next offset (written before offsets were kept in it) and no committed group offset: replaying from the beginning would chain records twice; set the group's offset for this partition (kafka-consumer-groups --reset-offsets --to-offset) to the offset after the last anchor's last_offset");
+                self.metrics.offset_mismatches.inc();
+                return Err(Error::State(format!("partition {p}: chain state without a next offset and no committed group offset")));
+            }
             (s, g) => s.or(g),
-        }
+        })
     }
 
     /// Forgets `partitions` (after their transaction was committed or aborted).
@@ -536,6 +564,25 @@ impl Engine {
             .ok_or_else(|| Error::State(format!("partition {p} is not owned")))?;
         let anchor_seq = owned.state.anchor.anchor_seq + 1;
         let (chained, bytes, key) = match verdict {
+            Verdict::Chain { tenant, .. } if tenant.len() > self.max_tenant_bytes => {
+                let detail = format!(
+                    "tenant_id is {} bytes; at most {} fit the state and anchors topics",
+                    tenant.len(),
+                    self.max_tenant_bytes
+                );
+                let (record, keyed) = self.quarantine_one(
+                    m,
+                    route::Reason::InvalidField,
+                    detail,
+                    headers,
+                    anchor_seq,
+                )?;
+                (
+                    false,
+                    record,
+                    keyed.then(|| m.key().map(<[u8]>::to_vec)).flatten(),
+                )
+            }
             Verdict::Chain { tenant, key_id } => {
                 let elsewhere = self.tenant_elsewhere(p, &tenant);
                 match self.chain_one(m, &tenant, key_id, &headers, anchor_seq, elsewhere)? {
