@@ -563,62 +563,11 @@ impl Engine {
             .get(&p)
             .ok_or_else(|| Error::State(format!("partition {p} is not owned")))?;
         let anchor_seq = owned.state.anchor.anchor_seq + 1;
-        let (chained, bytes, key) = match verdict {
-            Verdict::Chain { tenant, .. } if tenant.len() > self.max_tenant_bytes => {
-                let detail = format!(
-                    "tenant_id is {} bytes; at most {} fit the state and anchors topics",
-                    tenant.len(),
-                    self.max_tenant_bytes
-                );
-                let (record, keyed) = self.quarantine_one(
-                    m,
-                    route::Reason::InvalidField,
-                    detail,
-                    headers,
-                    anchor_seq,
-                )?;
-                (
-                    false,
-                    record,
-                    keyed.then(|| m.key().map(<[u8]>::to_vec)).flatten(),
-                )
-            }
-            Verdict::Chain { tenant, key_id } => {
-                let elsewhere = self.tenant_elsewhere(p, &tenant);
-                match self.chain_one(m, &tenant, key_id, &headers, anchor_seq, elsewhere)? {
-                    Some(record) => (true, record, Some(tenant.into_bytes())),
-                    None => {
-                        // A valid event whose ChainedRecord cannot be
-                        // produced (possible only for a compressed input
-                        // batch): kept in quarantine rather than retried
-                        // forever.
-                        let detail = format!(
-                            "a valid event, but its ChainedRecord would exceed the output limit of {} bytes",
-                            self.output_limit
-                        );
-                        let (record, keyed) = self.quarantine_one(
-                            m,
-                            route::Reason::Oversized,
-                            detail,
-                            headers,
-                            anchor_seq,
-                        )?;
-                        (
-                            false,
-                            record,
-                            keyed.then(|| m.key().map(<[u8]>::to_vec)).flatten(),
-                        )
-                    }
-                }
-            }
-            Verdict::Quarantine { reason, detail } => {
-                let (record, keyed) =
-                    self.quarantine_one(m, reason, detail, headers, anchor_seq)?;
-                (
-                    false,
-                    record,
-                    keyed.then(|| m.key().map(<[u8]>::to_vec)).flatten(),
-                )
+        let (chained, bytes, key) = match self.try_chain(m, verdict, &headers, anchor_seq)? {
+            Ok((record, tenant)) => (true, record, Some(tenant.into_bytes())),
+            Err((reason, detail)) => {
+                let (record, key) = self.quarantine_one(m, reason, detail, headers, anchor_seq)?;
+                (false, record, key)
             }
         };
         let topic = if chained {
@@ -631,6 +580,46 @@ impl Engine {
             txn.records += 1;
         }
         Ok(())
+    }
+
+    /// Chains a record that passed every check, unless its chain could
+    /// never be committed: a tenant id too long for the state and anchors
+    /// topics, or a ChainedRecord over the output limit (possible only for a
+    /// compressed input batch). Those are quarantined instead of retried
+    /// forever: `Err` carries the reason and detail.
+    #[allow(clippy::type_complexity)]
+    fn try_chain(
+        &mut self,
+        m: &BorrowedMessage<'_>,
+        verdict: Verdict,
+        headers: &RecordHeaders,
+        anchor_seq: u64,
+    ) -> Result<Result<(Vec<u8>, String), (route::Reason, String)>> {
+        let (tenant, key_id) = match verdict {
+            Verdict::Quarantine { reason, detail } => return Ok(Err((reason, detail))),
+            Verdict::Chain { tenant, key_id } => (tenant, key_id),
+        };
+        if tenant.len() > self.max_tenant_bytes {
+            let detail = format!(
+                "tenant_id is {} bytes; at most {} fit the state and anchors topics",
+                tenant.len(),
+                self.max_tenant_bytes
+            );
+            return Ok(Err((route::Reason::InvalidField, detail)));
+        }
+        let elsewhere = self.tenant_elsewhere(m.partition(), &tenant);
+        Ok(
+            match self.chain_one(m, &tenant, key_id, headers, anchor_seq, elsewhere)? {
+                Some(record) => Ok((record, tenant)),
+                None => Err((
+                    route::Reason::Oversized,
+                    format!(
+                        "a valid event, but its ChainedRecord would exceed the output limit of {} bytes",
+                        self.output_limit
+                    ),
+                )),
+            },
+        )
     }
 
     /// Whether another owned partition already holds a chain of `tenant`
@@ -701,7 +690,8 @@ impl Engine {
 
     /// Encodes the quarantine record (left without its raw fields if it
     /// would not fit the output whole; `kafka::TopicReport`) and adds its
-    /// leaf. Returns the record and whether its raw key is the Kafka key.
+    /// leaf. Returns the record and its Kafka key (the raw key, unless it
+    /// had to be left out).
     fn quarantine_one(
         &mut self,
         m: &BorrowedMessage<'_>,
@@ -709,7 +699,7 @@ impl Engine {
         detail: String,
         headers: RecordHeaders,
         anchor_seq: u64,
-    ) -> Result<(Vec<u8>, bool)> {
+    ) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
         let p = m.partition();
         let topic = self.config.topics.input.as_str();
         let timestamp = m.timestamp().to_millis().unwrap_or(-1);
@@ -751,7 +741,8 @@ impl Engine {
             m.offset(),
             timestamp,
         );
-        Ok((bytes, keyed))
+        let key = if keyed { record.raw_key } else { None };
+        Ok((bytes, key))
     }
 
     /// Closes the open transaction: one signed anchor, the new chain heads
