@@ -253,7 +253,7 @@ impl PartitionState {
 /// read to. `ends` maps a partition to its (low, high) watermarks; one whose
 /// log is empty (high at or below low, e.g. high watermark 0) is done
 /// before it starts: it has no record whose position could show the end.
-fn to_read(ends: &HashMap<i32, (i64, i64)>) -> BTreeMap<i32, i64> {
+pub(crate) fn to_read(ends: &HashMap<i32, (i64, i64)>) -> BTreeMap<i32, i64> {
     ends.iter()
         .filter(|(_, (low, high))| high > low)
         .map(|(p, (_, high))| (*p, *high))
@@ -262,7 +262,7 @@ fn to_read(ends: &HashMap<i32, (i64, i64)>) -> BTreeMap<i32, i64> {
 
 /// Whether a consumer `position` (the next offset it will hand out) has
 /// reached `high`.
-fn reached(position: Offset, high: i64) -> bool {
+pub(crate) fn reached(position: Offset, high: i64) -> bool {
     matches!(position, Offset::Offset(o) if o >= high)
 }
 
@@ -308,7 +308,7 @@ pub fn restore(config: &Config, partitions: &[i32]) -> Result<HashMap<i32, Parti
         return Ok(states);
     }
     let topic = &config.topics.state;
-    let mut pending = to_read(&high_watermarks(config, partitions)?);
+    let mut pending = to_read(&high_watermarks(config, topic, partitions)?);
     if pending.is_empty() {
         return Ok(states);
     }
@@ -406,8 +406,11 @@ pub fn restore(config: &Config, partitions: &[i32]) -> Result<HashMap<i32, Parti
 
 /// Each partition's (low, high) watermarks, from a `read_uncommitted`
 /// client: for a `read_committed` one the broker answers with the LSO.
-fn high_watermarks(config: &Config, partitions: &[i32]) -> Result<HashMap<i32, (i64, i64)>> {
-    let topic = &config.topics.state;
+pub(crate) fn high_watermarks(
+    config: &Config,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<HashMap<i32, (i64, i64)>> {
     let client: BaseConsumer<QuietContext> = base_client_config(
         config,
         &format!("auditchain-restore-ends-{}", config.kafka.instance_id),
