@@ -1027,7 +1027,13 @@ impl Engine {
             self.sink
                 .send(&self.config.topics.state, *p, Some(k.as_bytes()), &v, None)?;
         }
-        self.sink.commit(&offsets, group, CommitCause::Markers)?;
+        if let Err(e) = self.sink.commit(&offsets, group, CommitCause::Markers) {
+            self.metrics
+                .transactions
+                .get_or_create(&ResultLabel { result: "failed" })
+                .inc();
+            return Err(e);
+        }
         for (p, pos) in moved {
             if let Some(owned) = self.owned.get_mut(&p) {
                 owned.next_offset = Some(pos);
