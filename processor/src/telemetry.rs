@@ -88,18 +88,7 @@ impl Traces {
     /// Starts an internal span as a child of the current context and makes
     /// it current until the returned guard ends it. `None` when tracing is off.
     pub fn enter(&self, name: &'static str, attributes: Vec<KeyValue>) -> Option<SpanGuard> {
-        let inner = self.inner.as_ref()?;
-        let span = inner
-            .tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Internal)
-            .with_attributes(attributes)
-            .start(&inner.tracer);
-        let cx = Context::current_with_span(span);
-        Some(SpanGuard {
-            _attached: cx.clone().attach(),
-            cx,
-        })
+        self.enter_under(None, name, attributes)
     }
 
     /// The current context (`None` when tracing is off), to parent work
@@ -109,17 +98,23 @@ impl Traces {
         self.inner.as_ref().map(|_| Context::current())
     }
 
-    /// Like [`Traces::enter`], with `parent` as the parent when given.
+    /// Like [`Traces::enter`], with `parent` (the current context when
+    /// `None`) as the parent.
     pub fn enter_under(
         &self,
         parent: Option<&Context>,
         name: &'static str,
         attributes: Vec<KeyValue>,
     ) -> Option<SpanGuard> {
-        let Some(parent) = parent else {
-            return self.enter(name, attributes);
-        };
         let inner = self.inner.as_ref()?;
+        let current;
+        let parent = match parent {
+            Some(p) => p,
+            None => {
+                current = Context::current();
+                &current
+            }
+        };
         let span = inner
             .tracer
             .span_builder(name)

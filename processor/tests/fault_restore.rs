@@ -10,7 +10,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 /// (last stable offset, high watermark) of `topic` partition `p`.
 fn lso_and_high_watermark(topic: &str, p: i32) -> (i64, i64) {
@@ -44,14 +43,6 @@ async fn a_restore_reads_past_an_open_foreign_transaction() {
     // state partition 0 and leaves it open. Its record names a tenant that
     // does not exist, so even if it were read it could not touch a real chain;
     // it is aborted by the coordinator anyway.
-    let foreign: ThreadedProducer<_> = common::client_config()
-        .set("transactional.id", common::random_transactional_id())
-        .set("transaction.timeout.ms", "10000")
-        .create()
-        .expect("foreign transactional producer");
-    let t = Duration::from_secs(30);
-    foreign.init_transactions(t).expect("init_transactions");
-    foreign.begin_transaction().expect("begin");
     let (key, value) = auditchain::state::tenant_record(
         &config.topics.input,
         "ghost-tenant-that-never-writes",
@@ -60,16 +51,7 @@ async fn a_restore_reads_past_an_open_foreign_transaction() {
             entry_hash: [0x55; 32],
         },
     );
-    foreign
-        .send(
-            BaseRecord::to(&state_topic)
-                .partition(0)
-                .key(&key)
-                .payload(&value),
-        )
-        .map_err(|(e, _)| e)
-        .expect("send the foreign state record");
-    foreign.flush(t).expect("flush");
+    let foreign = common::open_foreign_transaction(&state_topic, 0, key.as_bytes(), &value);
     let opened = Instant::now();
 
     // The processor commits heads after the foreign record: beyond the LSO.

@@ -9,8 +9,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verify_waits_for_an_open_transaction_instead_of_reporting_loss() {
     let fx = common::Fixture::new(1, false).await;
@@ -22,24 +20,12 @@ async fn verify_waits_for_an_open_transaction_instead_of_reporting_loss() {
 
     // As a dead instance's would: a transaction left open on the chained
     // partition, with a record the coordinator will abort.
-    let foreign: ThreadedProducer<_> = common::client_config()
-        .set("transactional.id", common::random_transactional_id())
-        .set("transaction.timeout.ms", "10000")
-        .create()
-        .expect("foreign transactional producer");
-    let t = Duration::from_secs(30);
-    foreign.init_transactions(t).expect("init_transactions");
-    foreign.begin_transaction().expect("begin");
-    foreign
-        .send(
-            BaseRecord::to(&config.topics.chained)
-                .partition(0)
-                .key("ghost")
-                .payload("not a chained record"),
-        )
-        .map_err(|(e, _)| e)
-        .expect("send the foreign record");
-    foreign.flush(t).expect("flush");
+    let foreign = common::open_foreign_transaction(
+        &config.topics.chained,
+        0,
+        b"ghost",
+        b"not a chained record",
+    );
     let opened = Instant::now();
 
     // Committed after the open transaction: beyond the LSO for a while.

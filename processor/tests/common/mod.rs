@@ -689,3 +689,36 @@ pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
         })
         .sum()
 }
+
+/// A transactional producer of no processor's that writes one record to
+/// `topic` partition `partition` and leaves its transaction open, as an
+/// instance that died mid-transaction would (the coordinator aborts it after
+/// its 10 s `transaction.timeout.ms`, the processor's own default). Keep it
+/// alive for as long as the transaction should stay open.
+pub fn open_foreign_transaction(
+    topic: &str,
+    partition: i32,
+    key: &[u8],
+    value: &[u8],
+) -> rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
+    use rdkafka::producer::{BaseRecord, Producer};
+    let foreign: rdkafka::producer::ThreadedProducer<_> = client_config()
+        .set("transactional.id", random_transactional_id())
+        .set("transaction.timeout.ms", "10000")
+        .create()
+        .expect("foreign transactional producer");
+    let t = Duration::from_secs(30);
+    foreign.init_transactions(t).expect("init_transactions");
+    foreign.begin_transaction().expect("begin");
+    foreign
+        .send(
+            BaseRecord::to(topic)
+                .partition(partition)
+                .key(key)
+                .payload(value),
+        )
+        .map_err(|(e, _)| e)
+        .expect("send the foreign record");
+    foreign.flush(t).expect("flush");
+    foreign
+}
