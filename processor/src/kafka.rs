@@ -46,12 +46,21 @@ pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long start-up waits for a just-created input topic to appear.
 const INPUT_TOPIC_GRACE: Duration = Duration::from_secs(15);
 
-/// The base client configuration: bootstrap servers, then the raw
-/// `[librdkafka]` properties.
+/// Longest wait between reconnection attempts to a broker. librdkafka's
+/// default (10 s) lets a 2-second network blip cost a group member its
+/// session: its backoff has grown by the time the network is back, it
+/// reconnects only after the session timeout, and its partitions move.
+/// 1 s is the Java client's default; a few processors retrying once a
+/// second is no load for a broker. `[librdkafka]` can still override it.
+pub const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
+
+/// The base client configuration: bootstrap servers and auditchain's client
+/// defaults, then the raw `[librdkafka]` properties.
 pub fn base_client_config(config: &Config, client_id: &str) -> ClientConfig {
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &config.kafka.bootstrap_servers)
-        .set("client.id", client_id);
+        .set("client.id", client_id)
+        .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
     for (k, v) in &config.librdkafka {
         cc.set(k, v);
     }
@@ -702,6 +711,17 @@ mod tests {
              [producer_keys]\nfile = \"keys.toml\"\n{extra}"
         );
         Config::from_toml_with_env(&text, std::iter::empty()).expect("config")
+    }
+
+    #[test]
+    fn clients_reconnect_within_a_second_unless_the_operator_says_otherwise() {
+        let cc = base_client_config(&config(""), "c");
+        assert_eq!(cc.get("reconnect.backoff.max.ms"), Some("1000"));
+        let cc = base_client_config(
+            &config("[librdkafka]\n\"reconnect.backoff.max.ms\" = \"5000\"\n"),
+            "c",
+        );
+        assert_eq!(cc.get("reconnect.backoff.max.ms"), Some("5000"));
     }
 
     /// The broker's default `max.message.bytes` (1 MiB + 12 bytes of log

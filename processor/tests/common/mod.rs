@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -57,7 +59,8 @@ pub fn client_config() -> ClientConfig {
 /// Creates `topic` with `partitions` partitions and the given topic configs.
 pub async fn create_topic(topic: &str, partitions: i32, configs: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = client_config().create().expect("admin client");
-    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    // The broker's default replication: 1 on the one-node stack, 3 on three.
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
     for (k, v) in configs {
         new_topic = new_topic.set(k, v);
     }
@@ -598,11 +601,23 @@ impl Child {
 }
 
 impl Drop for Child {
-    /// A test that fails half-way must not leave a processor running.
+    /// A test that fails half-way must not leave a processor running, and
+    /// shows the end of its log (the temporary directory goes with the test).
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(300)..];
+            eprintln!(
+                "---- last {} lines of {} ----\n{}",
+                tail.len(),
+                self.log.display(),
+                tail.join("\n")
+            );
         }
     }
 }
