@@ -469,6 +469,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             "ok": report.ok(),
             "chained": report.chained,
             "quarantined": report.quarantined,
+            "quarantined_by_reason": report.quarantined_by_reason,
             "anchors": report.anchors,
             "input_records": report.input_records,
             "chains": report.chains.iter().map(|((tenant, topic, partition), len)| serde_json::json!({
@@ -485,6 +486,9 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             report.quarantined,
             report.anchors
         );
+        for (reason, n) in &report.quarantined_by_reason {
+            println!("  quarantined {reason}: {n}");
+        }
         match report.input_records {
             Some(n) => println!("  input records compared: {n}"),
             None => println!("  completeness against the input: not checked"),

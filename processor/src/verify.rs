@@ -58,6 +58,8 @@ pub struct Report {
     pub chained: usize,
     /// Quarantined records checked.
     pub quarantined: usize,
+    /// Quarantined records by reason code.
+    pub quarantined_by_reason: BTreeMap<String, usize>,
     /// Anchors checked.
     pub anchors: usize,
     /// Input records compared, when the input was given.
@@ -106,6 +108,12 @@ pub fn check(
         anchors: trail.anchors.len(),
         ..Report::default()
     };
+    for q in &trail.quarantined {
+        *report
+            .quarantined_by_reason
+            .entry(q.reason.code().to_string())
+            .or_default() += 1;
+    }
     for (topic, p, o, e) in &trail.undecodable {
         report.problem(
             format!("{topic}/{p}@{o}"),
@@ -455,6 +463,9 @@ pub fn verify(
         total.chains.extend(report.chains);
         total.chained += report.chained;
         total.quarantined += report.quarantined;
+        for (reason, n) in report.quarantined_by_reason {
+            *total.quarantined_by_reason.entry(reason).or_default() += n;
+        }
         total.anchors += report.anchors;
         if let (Some(t), Some(n)) = (total.input_records.as_mut(), report.input_records) {
             *t += n;
@@ -824,6 +835,17 @@ mod tests {
     fn a_valid_trail_verifies() {
         let b = build();
         assert_eq!(problems(&b), Vec::new());
+    }
+
+    #[test]
+    fn quarantined_records_are_counted_by_reason() {
+        let b = build();
+        let report = check(&b.trail, &b.keys, &b.processors, Some(&b.input));
+        assert_eq!(report.quarantined, 1);
+        assert_eq!(
+            report.quarantined_by_reason,
+            BTreeMap::from([("MISSING_KEY".to_string(), 1)])
+        );
     }
 
     #[test]
