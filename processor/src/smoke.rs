@@ -75,7 +75,10 @@ pub async fn run(bootstrap: &str, registry_url: Option<&str>) -> Result<SmokeRep
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let created = admin
         .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+            // The broker's default replication: a scratch topic with fewer
+            // replicas than the cluster's min.insync.replicas refuses the
+            // transactional writes this check makes.
+            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(-1))],
             &opts,
         )
         .await

@@ -202,6 +202,11 @@ fn tampered_anchor(fx: &common::Fixture, proof: &Proof) {
     let mut p = proof.clone();
     let rogue = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
     let msg = anchor_message(&p);
+    let signature = hex::decode(&proof.anchor.signature).expect("hex");
+    assert!(
+        auditchain::chain::verify_strict(&processor_keys(fx)["processor-1"], &msg, &signature),
+        "the rebuilt message is not the one the processor signed"
+    );
     p.anchor.signature = hex::encode(ed25519_dalek::Signer::sign(&rogue, &msg).to_bytes());
     assert_rejected(fx, &p, "signature does not verify");
 
@@ -215,9 +220,9 @@ fn tampered_anchor(fx: &common::Fixture, proof: &Proof) {
     );
 }
 
-/// The anchor's signed message, rebuilt from the proof through its JSON (as
-/// an attacker with the proof would): a round trip through `check_proof`
-/// accepting the original proves the bytes are the ones signed.
+/// The anchor's signed message, rebuilt from the proof's fields as an
+/// attacker holding the proof would (checked against the real signature
+/// before it is re-signed).
 fn anchor_message(proof: &Proof) -> Vec<u8> {
     let a = &proof.anchor;
     let h = |s: &str| -> [u8; 32] { hex::decode(s).expect("hex").try_into().expect("32") };

@@ -183,11 +183,17 @@ fn accept_loop(listener: TcpListener, forward: u16, shared: Arc<Shared>) {
         let (Ok(c_read), Ok(u_write), Ok(c_write), Ok(u_read)) = pair else {
             continue;
         };
-        shared
-            .live
-            .lock()
-            .expect("proxy live lock")
-            .extend([client, upstream]);
+        {
+            // Under the lock a cut takes to close everything: either the cut
+            // sees this pair, or this sees the cut.
+            let mut live = shared.live.lock().expect("proxy live lock");
+            if shared.mode() == Mode::Cut {
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = upstream.shutdown(Shutdown::Both);
+                continue;
+            }
+            live.extend([client, upstream]);
+        }
         shared.connections.fetch_add(1, Ordering::SeqCst);
         let up = Arc::clone(&shared);
         std::thread::spawn(move || pump(c_read, u_write, up));
