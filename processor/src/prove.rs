@@ -172,7 +172,9 @@ impl ProofAnchor {
         }
     }
 
-    fn to_anchor(&self) -> std::result::Result<Anchor, String> {
+    /// The anchor as signed, from the proof's fields (an error names a
+    /// field that is not valid hex of the right length).
+    pub fn to_anchor(&self) -> std::result::Result<Anchor, String> {
         Ok(Anchor {
             source_topic: self.source_topic.clone(),
             source_partition: self.source_partition,

@@ -15,24 +15,15 @@ async fn a_frozen_instance_cannot_write_after_it_wakes() {
     let stream = fx.stream(100, 100, Duration::from_millis(400));
     // The zombie's transactions close only when the broker or a rebalance
     // closes them: it is certain to hold one open when frozen.
-    let (mut a, a_http) = fx
-        .spawn_http_with(
-            "zombie-a",
-            &[
-                ("AUDITCHAIN__PROCESSING__COMMIT_INTERVAL_MS", "8000"),
-                ("AUDITCHAIN__PROCESSING__MAX_BATCH_RECORDS", "1000000"),
-            ],
-        )
-        .await;
+    let (mut a, a_http) = fx.spawn_long_transactions("zombie-a", &[]).await;
     let mut b = fx.spawn("zombie-b");
-    let target = fx.committed_total() + 500;
-    fx.wait_for(
+    fx.wait_committed_more(
         "both running",
         || {
             a.assert_alive();
             b.assert_alive();
         },
-        |l| l.values().map(|(_, d)| d).sum::<i64>() >= target,
+        500,
         Duration::from_secs(120),
     )
     .await;

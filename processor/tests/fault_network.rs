@@ -50,27 +50,17 @@ async fn partitioned_instance_loses_its_transaction(fault: Mode) {
     let fx = common::Fixture::new(4, false).await;
     let stream = fx.stream(100, 100, Duration::from_millis(400));
     let bootstrap = proxy::proxied_bootstrap();
-    // A long commit interval: a's transactions close only when a rebalance
-    // or the fault closes them, so one is certain to be open at the fault.
     let (mut a, a_http) = fx
-        .spawn_http_with(
-            "net-a",
-            &[
-                (PROXIED_ENV, bootstrap.as_str()),
-                ("AUDITCHAIN__PROCESSING__COMMIT_INTERVAL_MS", "8000"),
-                ("AUDITCHAIN__PROCESSING__MAX_BATCH_RECORDS", "1000000"),
-            ],
-        )
+        .spawn_long_transactions("net-a", &[(PROXIED_ENV, bootstrap.as_str())])
         .await;
     let mut b = fx.spawn("net-b");
-    let target = fx.committed_total() + 500;
-    fx.wait_for(
+    fx.wait_committed_more(
         "both running",
         || {
             a.assert_alive();
             b.assert_alive();
         },
-        |l| l.values().map(|(_, d)| d).sum::<i64>() >= target,
+        500,
         Duration::from_secs(120),
     )
     .await;
@@ -120,21 +110,18 @@ async fn partitioned_instance_loses_its_transaction(fault: Mode) {
     .await;
 
     let sent = stream.await.expect("producer task");
-    fx.wait_for(
+    fx.wait_all_committed(
         "catch-up after the network healed",
         || {
             a.assert_alive();
             b.assert_alive();
         },
-        |l| l.values().all(|(h, d)| d >= h),
         Duration::from_secs(240),
     )
     .await;
     a.stop();
     b.stop();
-    let (_, report) = tokio::task::block_in_place(|| fx.verify());
-    common::assert_verified(&report);
-    assert_eq!(report.input_records, Some(sent));
+    fx.assert_exactly_once(sent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -157,44 +144,36 @@ async fn slow_network_delays_but_loses_nothing() {
     let bootstrap = proxy::proxied_bootstrap();
     let mut a = fx.spawn_with("slow-a", &[(PROXIED_ENV, bootstrap.as_str())]);
     let stream = fx.stream(40, 100, Duration::from_millis(250));
-    let committed = |n: i64| {
-        move |l: &std::collections::HashMap<i32, (i64, i64)>| {
-            l.values().map(|(_, d)| d).sum::<i64>() >= n
-        }
-    };
-    fx.wait_for(
+    fx.wait_committed_more(
         "a commits",
         || a.assert_alive(),
-        committed(200),
+        200,
         Duration::from_secs(120),
     )
     .await;
 
     proxy.set(Mode::Slow(Duration::from_millis(50)));
-    let before = (fx.committed_total(), proxy.forwarded());
-    fx.wait_for(
+    let before = proxy.forwarded();
+    fx.wait_committed_more(
         "a commits through the slow network",
         || a.assert_alive(),
-        committed(before.0 + 500),
+        500,
         Duration::from_secs(180),
     )
     .await;
     assert!(
-        proxy.forwarded() > before.1,
+        proxy.forwarded() > before,
         "the commits went around the proxy"
     );
     proxy.set(Mode::Pass);
 
     let sent = stream.await.expect("producer task");
-    fx.wait_for(
+    fx.wait_all_committed(
         "catch-up after the slow spell",
         || a.assert_alive(),
-        |l| l.values().all(|(h, d)| d >= h),
         Duration::from_secs(180),
     )
     .await;
     a.stop();
-    let (_, report) = tokio::task::block_in_place(|| fx.verify());
-    common::assert_verified(&report);
-    assert_eq!(report.input_records, Some(sent));
+    fx.assert_exactly_once(sent);
 }

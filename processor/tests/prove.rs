@@ -19,6 +19,17 @@ struct Trail {
     produced: auditchain::produce::Report,
 }
 
+impl Trail {
+    /// The first record produced as a good event (`good`) or a bad one.
+    fn first(&self, good: bool) -> &auditchain::produce::Produced {
+        self.produced
+            .records
+            .iter()
+            .find(|r| r.expected.is_none() == good)
+            .expect("such a record was produced")
+    }
+}
+
 async fn trail() -> Trail {
     let fx = common::Fixture::new(2, false).await;
     let produced = fx.produce(&fx.spec(120, 6, 1)).await;
@@ -68,25 +79,16 @@ fn assert_rejected(fx: &common::Fixture, proof: &Proof, because: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn proofs_round_trip_and_tampering_is_caught() {
-    let Trail { fx, produced } = trail().await;
-    let good = produced
-        .records
-        .iter()
-        .find(|r| r.expected.is_none())
-        .expect("a good record");
-    let bad = produced
-        .records
-        .iter()
-        .find(|r| r.expected.is_some())
-        .expect("a bad record");
+    let trail = trail().await;
+    let (fx, good, bad) = (&trail.fx, trail.first(true), trail.first(false));
 
     // A chained record, proven by its source coordinates.
-    let chained = prove_offset(&fx, good.partition, good.offset);
+    let chained = prove_offset(fx, good.partition, good.offset);
     let ProvenRecord::Chained { tenant_id, seq, .. } = &chained.record else {
         panic!("record {good:?} was not proven as chained: {chained:?}");
     };
     assert_eq!(Some(tenant_id), good.tenant.as_ref());
-    assert_eq!(problems(&fx, &chained), Vec::<String>::new());
+    assert_eq!(problems(fx, &chained), Vec::<String>::new());
 
     // The same record by its place in the tenant's chain: the same proof.
     let config = fx.config("auditor");
@@ -99,7 +101,7 @@ async fn proofs_round_trip_and_tampering_is_caught() {
     assert_eq!(again, chained);
 
     // A quarantined record, with its reason.
-    let quarantined = prove_offset(&fx, bad.partition, bad.offset);
+    let quarantined = prove_offset(fx, bad.partition, bad.offset);
     let ProvenRecord::Quarantined { reason, .. } = &quarantined.record else {
         panic!("record {bad:?} was not proven as quarantined: {quarantined:?}");
     };
@@ -108,16 +110,16 @@ async fn proofs_round_trip_and_tampering_is_caught() {
         bad.expected.map(|r| r.code()),
         "quarantine reason"
     );
-    assert_eq!(problems(&fx, &quarantined), Vec::<String>::new());
+    assert_eq!(problems(fx, &quarantined), Vec::<String>::new());
 
     // JSON is the format auditors keep: it survives a round trip.
     let text = serde_json::to_string_pretty(&chained).expect("to json");
     let parsed: Proof = serde_json::from_str(&text).expect("from json");
     assert_eq!(parsed, chained);
 
-    tampered_chained(&fx, &chained);
-    tampered_quarantined(&fx, &quarantined);
-    tampered_anchor(&fx, &chained);
+    tampered_chained(fx, &chained);
+    tampered_quarantined(fx, &quarantined);
+    tampered_anchor(fx, &chained);
 }
 
 fn tampered_chained(fx: &common::Fixture, proof: &Proof) {
@@ -224,43 +226,15 @@ fn tampered_anchor(fx: &common::Fixture, proof: &Proof) {
 /// attacker holding the proof would (checked against the real signature
 /// before it is re-signed).
 fn anchor_message(proof: &Proof) -> Vec<u8> {
-    let a = &proof.anchor;
-    let h = |s: &str| -> [u8; 32] { hex::decode(s).expect("hex").try_into().expect("32") };
-    auditchain::chain::Anchor {
-        source_topic: a.source_topic.clone(),
-        source_partition: a.source_partition,
-        anchor_seq: a.anchor_seq,
-        prev_anchor_hash: h(&a.prev_anchor_hash),
-        first_offset: a.first_offset,
-        last_offset: a.last_offset,
-        chained_count: a.chained_count,
-        quarantined_count: a.quarantined_count,
-        merkle_root: h(&a.merkle_root),
-        tenant_heads: a
-            .tenant_heads
-            .iter()
-            .map(|(t, seq, e)| auditchain::chain::TenantHead {
-                tenant_id: t.clone(),
-                seq: *seq,
-                entry_hash: h(e),
-            })
-            .collect(),
-        created_at_us: a.created_at_us,
-        signer_key_id: a.signer_key_id.clone(),
-    }
-    .message()
+    proof.anchor.to_anchor().expect("anchor fields").message()
 }
 
 /// The commands as an auditor runs them: `prove --out`, then `check-proof`
 /// with public keys only (exit 0), and on a tampered file (exit 1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn prove_and_check_proof_commands() {
-    let Trail { fx, produced } = trail().await;
-    let good = produced
-        .records
-        .iter()
-        .find(|r| r.expected.is_none())
-        .expect("a good record");
+    let trail = trail().await;
+    let (fx, good) = (&trail.fx, trail.first(true));
     let config = fx.config_file("auditor");
     let out = fx.path("proof.json");
     let bin = env!("CARGO_BIN_EXE_auditchain");

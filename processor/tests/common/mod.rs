@@ -507,6 +507,55 @@ impl Fixture {
         }
     }
 
+    /// Waits until the group has committed every input record, calling
+    /// `alive` between looks.
+    pub async fn wait_all_committed(&self, what: &str, alive: impl FnMut(), limit: Duration) {
+        self.wait_for(what, alive, |l| l.values().all(|(h, d)| d >= h), limit)
+            .await
+    }
+
+    /// Waits until the group has committed `more` records beyond what it
+    /// had committed when called.
+    pub async fn wait_committed_more(
+        &self,
+        what: &str,
+        alive: impl FnMut(),
+        more: i64,
+        limit: Duration,
+    ) {
+        let target = self.committed_total() + more;
+        self.wait_for(
+            what,
+            alive,
+            |l| l.values().map(|(_, d)| d).sum::<i64>() >= target,
+            limit,
+        )
+        .await
+    }
+
+    /// Starts an instance (with its HTTP endpoint) whose transactions close
+    /// only when a rebalance or a fault closes them: an 8 s commit interval
+    /// and no batch bound, so one is certain to be open when a test strikes.
+    pub async fn spawn_long_transactions(
+        &self,
+        instance_id: &str,
+        env: &[(&str, &str)],
+    ) -> (Child, String) {
+        let mut vars = vec![
+            ("AUDITCHAIN__PROCESSING__COMMIT_INTERVAL_MS", "8000"),
+            ("AUDITCHAIN__PROCESSING__MAX_BATCH_RECORDS", "1000000"),
+        ];
+        vars.extend_from_slice(env);
+        self.spawn_http_with(instance_id, &vars).await
+    }
+
+    /// Verifies the trail and that it holds exactly the `sent` input records.
+    pub fn assert_exactly_once(&self, sent: usize) {
+        let (_, report) = tokio::task::block_in_place(|| self.verify());
+        assert_verified(&report);
+        assert_eq!(report.input_records, Some(sent));
+    }
+
     /// Publishes `batches` batches of `per_batch` good events in the
     /// background, `gap` apart, so a stream flows while a test breaks things.
     /// The task returns how many records it published.
