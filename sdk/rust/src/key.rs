@@ -96,6 +96,15 @@ impl SigningKey {
         Self::from_seed(&seed, key_id).map_err(|e| err(e.to_string()))
     }
 
+    /// The same secret under another key id (a key set that names it
+    /// differently, say).
+    pub fn with_key_id(&self, key_id: impl Into<String>) -> Self {
+        SigningKey {
+            key_id: key_id.into(),
+            key: self.key.clone(),
+        }
+    }
+
     /// The key id (the `auditchain-key-id` header).
     pub fn key_id(&self) -> &str {
         &self.key_id
