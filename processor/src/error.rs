@@ -61,6 +61,10 @@ pub enum Error {
         message: String,
     },
 
+    /// The producer SDK (`auditchain produce`) failed.
+    #[error("{0}")]
+    Producer(#[from] auditchain_producer::Error),
+
     /// A Kafka client operation failed; `context` says which.
     #[error("{context}: {source}")]
     Kafka {

@@ -257,10 +257,7 @@ fn named_key(
     file: &std::path::Path,
     key_id: &str,
 ) -> anyhow::Result<auditchain::produce::NamedKey> {
-    Ok(auditchain::produce::NamedKey {
-        key_id: key_id.to_string(),
-        key: auditchain::keys::load_signing_key(file)?,
-    })
+    Ok(auditchain_producer::SigningKey::from_file(file, key_id)?)
 }
 
 async fn produce(args: ProduceArgs) -> anyhow::Result<()> {

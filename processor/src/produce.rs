@@ -1,24 +1,23 @@
 //! `auditchain produce`: publishes signed `AuditEvent`s the way a service
-//! would, optionally mixed with every kind of bad record the processor must
+//! would — through the Rust producer SDK (`auditchain-producer`, sdk/rust):
+//! its event encoding, signatures, registry lookup and idempotent producer —
+//! optionally mixed with every kind of bad record the processor must
 //! quarantine. Used by the demo, the integration tests and the load tests.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::SigningKey;
+use auditchain_producer::{AuditEvent, AuditProducer, Outcome, Signer, SigningKey};
 use futures::stream::{FuturesOrdered, StreamExt};
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 
-use crate::chain::{event_msg, sign};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::kafka::base_client_config;
-use crate::registry::Registry;
 use crate::route::{Reason, KEY_ID_HEADER, SIG_HEADER};
-use crate::schema::{AuditEvent, Outcome, AUDIT_EVENT_AVSC};
 use crate::sink::headers_from;
 
 /// A kind of bad record to inject.
@@ -106,14 +105,8 @@ impl FromStr for Inject {
     }
 }
 
-/// A signing key with its id.
-#[derive(Debug, Clone)]
-pub struct NamedKey {
-    /// Key id (the `auditchain-key-id` header).
-    pub key_id: String,
-    /// Secret key.
-    pub key: SigningKey,
-}
+/// A producer's signing key with its id (the SDK's).
+pub type NamedKey = SigningKey;
 
 /// What to publish.
 #[derive(Debug, Clone)]
@@ -185,10 +178,12 @@ async fn target(config: &Config) -> Result<Target> {
     let oversize = config.processing.max_record_bytes + 1;
     match &config.schema_registry {
         Some(rc) => {
-            let registry = Registry::new(rc)?;
-            let id = registry
-                .register(&format!("{}-value", config.topics.input), AUDIT_EVENT_AVSC)
-                .await?;
+            let auth = rc
+                .username
+                .as_deref()
+                .map(|user| (user, rc.password.as_deref()));
+            let id =
+                auditchain_producer::schema_id(&rc.url, auth, &config.topics.input, false).await?;
             Ok(Target {
                 schema_id: id,
                 unknown_schema_id: 2_000_000_000,
@@ -234,7 +229,7 @@ fn event(spec: &Spec, tenant: &str, i: usize) -> AuditEvent {
             Outcome::Success
         },
         correlation_id: Some(format!("corr-{}", i / 3)),
-        attributes: HashMap::from([("source".to_string(), "auditchain-produce".to_string())]),
+        attributes: BTreeMap::from([("source".to_string(), "auditchain-produce".to_string())]),
         payload: (spec.payload_bytes > 0).then(|| vec![b'x'; spec.payload_bytes]),
     }
 }
@@ -250,6 +245,11 @@ fn signed_headers(key_id: &str, sig: &[u8]) -> OwnedHeaders {
 }
 
 fn plan(spec: &Spec, t: &Target) -> Result<Vec<Planned>> {
+    let signer = Signer::new(spec.key.clone(), t.schema_id);
+    // Signs with `k` under its own id, as a producer holding only `k` would.
+    let sign_with = |k: &NamedKey, tenant: &str, value: &[u8]| {
+        signed_headers(k.key_id(), &k.sign(tenant, value))
+    };
     let bad_total: usize = spec.inject.iter().map(|(_, n)| n).sum();
     let total = spec.events + bad_total;
     let tenants = spec.tenants.max(1);
@@ -278,34 +278,34 @@ fn plan(spec: &Spec, t: &Target) -> Result<Vec<Planned>> {
             }
         });
         let ev = event(spec, &tenant, i);
-        let value = ev.encode(t.schema_id)?;
-        let sign_with = |k: &NamedKey, tenant: &str, value: &[u8]| {
-            signed_headers(&k.key_id, &sign(&k.key, &event_msg(tenant, value)))
-        };
         let planned = match kind {
-            None => Planned {
-                headers: Some(sign_with(&spec.key, &tenant, &value)),
-                key: Some(tenant.clone().into_bytes()),
-                value,
-                tenant: Some(tenant),
-                expected: None,
-                traceparent: None,
-            },
+            None => {
+                // What a service does: the SDK's signed record.
+                let record = signer.record(&ev)?;
+                Planned {
+                    headers: Some(record.headers),
+                    key: Some(record.key),
+                    value: record.value,
+                    tenant: Some(tenant),
+                    expected: None,
+                    traceparent: None,
+                }
+            }
             Some(kind) => {
+                let value = ev.encode(t.schema_id)?;
                 let expected = Some(kind.expected_reason());
                 let mut value = value;
                 let mut key = Some(tenant.clone().into_bytes());
                 let headers = match kind {
                     Inject::BadSignature => {
-                        let mut sig = sign(&spec.key.key, &event_msg(&tenant, &value));
+                        let mut sig = spec.key.sign(&tenant, &value);
                         sig[5] ^= 0x40;
-                        Some(signed_headers(&spec.key.key_id, &sig))
+                        Some(signed_headers(spec.key.key_id(), &sig))
                     }
                     Inject::UnknownKey => {
-                        let k = NamedKey {
-                            key_id: format!("unknown-{}", spec.run_id),
-                            key: spec.key.key.clone(),
-                        };
+                        // The good key under an id the key set lacks (so
+                        // adding that id fixes it: quarantine replay).
+                        let k = spec.key.with_key_id(format!("unknown-{}", spec.run_id));
                         Some(sign_with(&k, &tenant, &value))
                     }
                     Inject::RevokedKey => {
@@ -393,15 +393,21 @@ pub async fn produce(config: &Config, spec: &Spec) -> Result<Report> {
     let started = Instant::now();
     let t = target(config).await?;
     let planned = plan(spec, &t)?;
-    let mut cc = base_client_config(config, "auditchain-produce");
-    cc.set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("partitioner", "murmur2_random")
-        .set("message.max.bytes", (t.oversize + 64 * 1024).to_string());
-    let producer: FutureProducer = cc
-        .create()
-        .map_err(|e| Error::kafka("creating the producer", e))?;
+    // The SDK's idempotent producer (acks=all, murmur2), on the
+    // processor's client settings (TLS, SASL, [librdkafka]).
+    let sdk = AuditProducer::builder_with(
+        base_client_config(config, "auditchain-produce"),
+        config.topics.input.as_str(),
+        spec.key.clone(),
+    )
+    .schema_id(t.schema_id)
+    .set("linger.ms", "5")
+    .set("message.max.bytes", (t.oversize + 64 * 1024).to_string())
+    .build()
+    .await?;
+    // Bad records are raw bytes no SDK would send: they go through the
+    // SDK's producer as they are.
+    let producer = sdk.kafka();
     let topic = config.topics.input.as_str();
     let mut in_flight = FuturesOrdered::new();
     let mut records = Vec::with_capacity(planned.len());
@@ -458,18 +464,9 @@ mod tests {
             events: 50,
             tenants: 3,
             tenant_prefix: "t".into(),
-            key: NamedKey {
-                key_id: "k".into(),
-                key: SigningKey::from_bytes(&[1; 32]),
-            },
-            revoked_key: Some(NamedKey {
-                key_id: "r".into(),
-                key: SigningKey::from_bytes(&[2; 32]),
-            }),
-            restricted_key: Some(NamedKey {
-                key_id: "x".into(),
-                key: SigningKey::from_bytes(&[3; 32]),
-            }),
+            key: SigningKey::from_seed(&[1; 32], "k").expect("seed"),
+            revoked_key: Some(SigningKey::from_seed(&[2; 32], "r").expect("seed")),
+            restricted_key: Some(SigningKey::from_seed(&[3; 32], "x").expect("seed")),
             inject: Inject::ALL.iter().map(|i| (*i, 2)).collect(),
             payload_bytes: 0,
             run_id: "r1".into(),

@@ -328,11 +328,7 @@ impl Fixture {
     }
 
     fn key(&self, id: &str) -> NamedKey {
-        NamedKey {
-            key_id: id.into(),
-            key: auditchain::keys::load_signing_key(&self.path(&format!("{id}.secret")))
-                .expect("key"),
-        }
+        NamedKey::from_file(self.path(&format!("{id}.secret")), id).expect("key")
     }
 
     /// A production spec: `events` good events over `tenants` tenants plus
