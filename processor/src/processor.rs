@@ -3,7 +3,9 @@
 //! One thread owns the consumer and the engine. Records are polled in
 //! micro-batches, routed in parallel, written to the open transaction, and
 //! the transaction is closed every `commit_interval_ms` or
-//! `max_batch_records` (or early, when an anchor would grow too large).
+//! `max_batch_records` (or early, when an anchor would grow too large). A
+//! due commit runs while the pool routes the next micro-batch, whose
+//! records are written once it has committed.
 //! Rebalance callbacks run inside `poll` on the same thread: a revoke
 //! commits the open transaction first (aborts it when the assignment was
 //! lost); an assignment only records the new partitions, which the loop
@@ -381,6 +383,7 @@ fn run_sessions(
                 max_record_bytes: report.max_output_record_bytes,
                 max_anchor_bytes: report.max_anchor_bytes,
                 max_state_bytes: report.max_state_bytes,
+                partitions: report.input_partitions,
             },
             rt.clone(),
             Arc::clone(&metrics),
@@ -501,15 +504,19 @@ fn session(
             outage = Backoff::new();
             process_batch(&consumer, engine, &batch, catalog, keys)?;
         }
-        let mut eng = lock(engine);
-        if batch.is_empty() && !eng.has_open_transaction() {
-            if let Err(e) = commit_past_markers(&consumer, &mut eng) {
-                handle(e, &mut eng)?;
-                continue;
+        // A due transaction with records waiting is committed by the next
+        // `process_batch`, alongside their routing; with none, right here.
+        if batch.is_empty() {
+            let mut eng = lock(engine);
+            if !eng.has_open_transaction() {
+                if let Err(e) = commit_past_markers(&consumer, &mut eng) {
+                    handle(e, &mut eng)?;
+                    continue;
+                }
             }
-        }
-        if eng.txn_due() {
-            commit_or_abort(&consumer, &mut eng, CommitCause::Due)?;
+            if eng.txn_due() {
+                commit_or_abort(&consumer, &mut eng, CommitCause::Due)?;
+            }
         }
     }
 }
@@ -559,8 +566,11 @@ fn poll_batch<'c>(
     }
 }
 
-/// Writes a routed batch, committing early whenever an anchor would grow
-/// past the size limit. An error aborts (and rewinds) or ends the session.
+/// Routes a batch on the verification pool while, on this thread, the open
+/// transaction is committed if it is due (so the commit's round trips to the
+/// broker do not leave the cores idle), then writes it, committing early
+/// whenever an anchor would grow past the size limit. An error aborts (and
+/// rewinds) or ends the session.
 fn process_batch(
     consumer: &BaseConsumer<Ctx>,
     engine: &Arc<Mutex<Engine>>,
@@ -570,13 +580,28 @@ fn process_batch(
 ) -> Result<()> {
     let current_keys = keys.current();
     let mut eng = lock(engine);
-    let mut from = 0;
-    while from < batch.len() {
-        match eng.process(&batch[from..], &catalog.decoders, &current_keys) {
-            Ok(n) => from += n,
+    let accepted = eng.accept(batch);
+    let router = eng.router();
+    let mut routed = Vec::new();
+    let mut due = Ok(());
+    router.pool().in_place_scope(|scope| {
+        scope.spawn(|_| {
+            routed = router.route(batch, &accepted, &catalog.decoders, &current_keys);
+        });
+        if eng.txn_due() {
+            due = commit(consumer, &mut eng, CommitCause::Due);
+        }
+    });
+    if let Err(e) = due {
+        // The abort rewinds every partition: the batch is fetched again.
+        return handle(e, &mut eng);
+    }
+    while !routed.is_empty() {
+        match eng.write(batch, routed) {
+            Ok(rest) => routed = rest,
             Err(e) => return handle(e, &mut eng),
         }
-        if from < batch.len() {
+        if !routed.is_empty() {
             tracing::debug!("an anchor reached its size limit: committing early");
             if let Err(e) = commit(consumer, &mut eng, CommitCause::Full) {
                 return handle(e, &mut eng);

@@ -60,6 +60,8 @@ pub struct Outputs {
     pub max_anchor_bytes: usize,
     /// State records must stay under this many bytes (the state topic's).
     pub max_state_bytes: usize,
+    /// Partitions every output topic had at start-up (at least the input's).
+    pub partitions: usize,
 }
 
 /// Counters since start, for logs and tests.
@@ -96,6 +98,63 @@ pub type Rewind = (i32, Offset);
 /// Longest wait between two attempts at a restore that failed.
 const MAX_RESTORE_BACKOFF: Duration = Duration::from_secs(30);
 
+/// A record routed ahead of writing: its index in the batch, its verdict
+/// and its headers.
+#[allow(missing_debug_implementations)] // holds a record's headers
+pub struct Routed {
+    index: usize,
+    verdict: Verdict,
+    headers: RecordHeaders,
+}
+
+/// Routes records on the verification pool. It reads no engine state
+/// (routing is a pure function of the record, the schemas and the key set),
+/// so it runs while the engine commits.
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // a thread pool
+pub struct Router {
+    pool: Arc<rayon::ThreadPool>,
+    max_record_bytes: usize,
+}
+
+impl Router {
+    /// The verification pool.
+    pub fn pool(&self) -> &rayon::ThreadPool {
+        &self.pool
+    }
+
+    /// Decodes and checks the records of `batch` at `indexes` (from
+    /// [`Engine::accept`]) in parallel.
+    pub fn route(
+        &self,
+        batch: &[BorrowedMessage<'_>],
+        indexes: &[usize],
+        decoders: &Decoders,
+        keys: &KeySet,
+    ) -> Vec<Routed> {
+        self.pool.install(|| {
+            indexes
+                .par_iter()
+                .map(|i| {
+                    let m = &batch[*i];
+                    let headers = RecordHeaders::read(m);
+                    let input = Input {
+                        key: m.key(),
+                        value: m.payload(),
+                        key_id: headers.first(KEY_ID_HEADER),
+                        sig: headers.first(SIG_HEADER),
+                    };
+                    Routed {
+                        index: *i,
+                        verdict: route::route(&input, decoders, keys, self.max_record_bytes),
+                        headers,
+                    }
+                })
+                .collect()
+        })
+    }
+}
+
 /// The engine.
 pub struct Engine {
     config: Arc<Config>,
@@ -121,6 +180,8 @@ pub struct Engine {
     output_limit: usize,
     /// The longest tenant id whose head fits a state record and an anchor.
     max_tenant_bytes: usize,
+    /// Partitions every output topic is known to have.
+    output_partitions: usize,
     /// Aborts since the last successful commit.
     consecutive_aborts: u32,
     /// The open transaction's links to its records' producer spans.
@@ -131,7 +192,7 @@ pub struct Engine {
     pub fatal: Option<Error>,
     /// Counters.
     pub stats: Stats,
-    pool: rayon::ThreadPool,
+    pool: Arc<rayon::ThreadPool>,
     rt: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
 }
@@ -195,10 +256,12 @@ impl Engine {
             .thread_name(|i| format!("verify-{i}"))
             .build()
             .map_err(|e| Error::State(format!("starting the verification pool: {e}")))?;
+        let pool = Arc::new(pool);
         Ok(Engine {
             anchor_head_budget: anchor_head_budget(&config, outputs.max_anchor_bytes),
             output_limit: outputs.max_record_bytes,
             max_tenant_bytes: max_tenant_bytes(&config, &outputs),
+            output_partitions: outputs.partitions,
             config,
             signing_key,
             schema_ids: outputs.schema_ids,
@@ -308,8 +371,10 @@ impl Engine {
     /// Returns the number of tenants restored.
     fn restore(&mut self, pending: &[(i32, Option<i64>)]) -> Result<usize> {
         let partitions: Vec<i32> = pending.iter().map(|(p, _)| *p).collect();
-        if let Some(max) = partitions.iter().max() {
-            let needed = *max as usize + 1;
+        // Only an input topic grown since the outputs were last checked
+        // needs the cluster asked (a round trip on every restore otherwise).
+        let needed = partitions.iter().max().map_or(0, |max| *max as usize + 1);
+        if needed > self.output_partitions {
             let grown = self
                 .rt
                 .block_on(crate::kafka::ensure_output_partitions(&self.config, needed))?;
@@ -319,6 +384,7 @@ impl Engine {
                 self.sink
                     .refresh_metadata(&[&t.chained, &t.quarantine, &t.anchors, &t.state])?;
             }
+            self.output_partitions = needed;
         }
         let restored = state::restore(&self.config, &partitions)?;
         let tenants: usize = restored.values().map(|s| s.tenants.len()).sum();
@@ -452,55 +518,50 @@ impl Engine {
         &self.config.topics.input
     }
 
-    /// Routes and writes records of `batch` in the open transaction (opening
-    /// one if needed). Records of partitions not owned, waiting for a
-    /// rewind, or below the partition's next offset are skipped: they were
-    /// fetched before a rebalance or an abort, or are refetches of processed
-    /// records. Returns how many records of `batch` it got through: fewer
-    /// than all when the next record would make its partition's anchor too
-    /// large — commit, then call again with the rest.
-    pub fn process(
+    /// What routing needs, detached from the engine so a batch can be
+    /// routed on the pool while the loop commits the open transaction.
+    pub fn router(&self) -> Router {
+        Router {
+            pool: Arc::clone(&self.pool),
+            max_record_bytes: self.config.processing.max_record_bytes,
+        }
+    }
+
+    /// Writes routed records of `batch` to the open transaction (opening
+    /// one if needed). Records [`Engine::accept`] no longer takes are
+    /// skipped: their partition was rewound (an abort) since they were
+    /// routed. Returns the records not written because the next one would
+    /// make its partition's anchor too large: commit, then call again with
+    /// them.
+    pub fn write(
         &mut self,
         batch: &[BorrowedMessage<'_>],
-        decoders: &Decoders,
-        keys: &KeySet,
-    ) -> Result<usize> {
-        let accepted = self.accept(batch);
-        if accepted.is_empty() {
-            return Ok(batch.len());
-        }
-        let max = self.config.processing.max_record_bytes;
-        let routed: Vec<(Verdict, RecordHeaders)> = self.pool.install(|| {
-            accepted
-                .par_iter()
-                .map(|i| {
-                    let m = &batch[*i];
-                    let headers = RecordHeaders::read(m);
-                    let input = Input {
-                        key: m.key(),
-                        value: m.payload(),
-                        key_id: headers.first(KEY_ID_HEADER),
-                        sig: headers.first(SIG_HEADER),
-                    };
-                    (route::route(&input, decoders, keys, max), headers)
-                })
-                .collect()
-        });
-        self.sink.ensure_open()?;
-        if self.txn.is_none() {
-            self.txn = Some(Txn::new());
-        }
-        for (i, (verdict, headers)) in accepted.iter().zip(routed) {
-            let m = &batch[*i];
-            if self.anchor_would_overflow(m.partition(), &verdict) {
+        routed: Vec<Routed>,
+    ) -> Result<Vec<Routed>> {
+        let allowed = self.accept(batch);
+        let mut allowed = allowed.iter().peekable();
+        let mut routed = routed.into_iter();
+        while let Some(r) = routed.next() {
+            while allowed.next_if(|i| **i < r.index).is_some() {}
+            if allowed.next_if(|i| **i == r.index).is_none() {
+                continue;
+            }
+            let m = &batch[r.index];
+            if self.anchor_would_overflow(m.partition(), &r.verdict) {
                 self.stats.early_commits += 1;
                 self.report_open_records();
-                return Ok(*i);
+                let mut rest = vec![r];
+                rest.extend(routed);
+                return Ok(rest);
             }
-            self.write_one(m, verdict, headers)?;
+            self.sink.ensure_open()?;
+            if self.txn.is_none() {
+                self.txn = Some(Txn::new());
+            }
+            self.write_one(m, r.verdict, r.headers)?;
         }
         self.report_open_records();
-        Ok(batch.len())
+        Ok(Vec::new())
     }
 
     fn report_open_records(&self) {
@@ -508,8 +569,11 @@ impl Engine {
         self.metrics.open_transaction_records.set(records as i64);
     }
 
-    /// Indexes of the records of `batch` to process.
-    fn accept(&self, batch: &[BorrowedMessage<'_>]) -> Vec<usize> {
+    /// Indexes of the records of `batch` to process, ascending. Records of
+    /// partitions not owned, waiting for a rewind, or below the partition's
+    /// next offset are left out: they were fetched before a rebalance or an
+    /// abort, or are refetches of processed records.
+    pub fn accept(&self, batch: &[BorrowedMessage<'_>]) -> Vec<usize> {
         let mut accepted = Vec::with_capacity(batch.len());
         let mut next: HashMap<i32, i64> = HashMap::new();
         for (i, m) in batch.iter().enumerate() {
