@@ -3,9 +3,9 @@
 //! One thread owns the consumer and the engine. Records are polled in
 //! micro-batches, routed in parallel, written to the open transaction, and
 //! the transaction is closed every `commit_interval_ms` or
-//! `max_batch_records` (or early, when an anchor would grow too large). A
-//! due commit runs while the pool routes the next micro-batch, whose
-//! records are written once it has committed.
+//! `max_batch_records` (or early, when an anchor would grow too large). The
+//! pool routes a micro-batch chunk by chunk while this thread commits the
+//! due transaction and writes the chunks already routed.
 //! Rebalance callbacks run inside `poll` on the same thread: a revoke
 //! commits the open transaction first (aborts it when the assignment was
 //! lost); an assignment only records the new partitions, which the loop
@@ -44,7 +44,7 @@ use crate::schema::{
     schemas, EventDecoder, ANCHOR_BATCH_AVSC, CHAINED_RECORD_AVSC, QUARANTINE_RECORD_AVSC,
 };
 use crate::telemetry::{self, Traces};
-use engine::{Engine, OutputSchemaIds, Outputs, Stats};
+use engine::{Engine, OutputSchemaIds, Outputs, Routed, Stats};
 
 /// What `run` needs besides the configuration.
 #[allow(missing_debug_implementations)] // Traces and Metrics hold exporters and registries
@@ -71,6 +71,10 @@ impl RunOptions {
 
 /// Records taken from the consumer per routing round.
 const MICRO_BATCH: usize = 2_000;
+/// Records routed per step of a batch: small enough that writing one chunk
+/// overlaps routing the next, large enough to spread over the pool.
+const ROUTE_CHUNK: usize = 256;
+
 /// Longest single poll, so shutdown and due commits are noticed promptly.
 const MAX_POLL: Duration = Duration::from_millis(200);
 /// Timeout of group-coordinator calls made while rebalancing.
@@ -566,11 +570,13 @@ fn poll_batch<'c>(
     }
 }
 
-/// Routes a batch on the verification pool while, on this thread, the open
-/// transaction is committed if it is due (so the commit's round trips to the
-/// broker do not leave the cores idle), then writes it, committing early
-/// whenever an anchor would grow past the size limit. An error aborts (and
-/// rewinds) or ends the session.
+/// Routes a batch on the verification pool in chunks while this thread
+/// first commits the open transaction if it is due, then writes each chunk
+/// as soon as it is routed, so the pool routes chunk n+1 while chunk n is
+/// written (neither the commit's round trips nor the writing leave the
+/// cores idle). An error aborts (and rewinds) or ends the session. No poll
+/// runs in between, so nothing can move a partition under the routed
+/// records; an abort mid-batch drops the rest (they are fetched again).
 fn process_batch(
     consumer: &BaseConsumer<Ctx>,
     engine: &Arc<Mutex<Engine>>,
@@ -582,30 +588,49 @@ fn process_batch(
     let mut eng = lock(engine);
     let accepted = eng.accept(batch);
     let router = eng.router();
-    let mut routed = Vec::new();
-    let mut due = Ok(());
-    router.pool().in_place_scope(|scope| {
-        scope.spawn(|_| {
-            routed = router.route(batch, &accepted, &catalog.decoders, &current_keys);
+    let mut chunks = accepted.chunks(ROUTE_CHUNK);
+    let mut waiting: Option<Vec<Routed>> = None;
+    let mut first = true;
+    while first || waiting.is_some() {
+        first = false;
+        let chunk = chunks.next();
+        let mut routed = Vec::new();
+        let mut step = Ok(());
+        router.pool().in_place_scope(|scope| {
+            if let Some(chunk) = chunk {
+                scope.spawn(|_| {
+                    routed = router.route(batch, chunk, &catalog.decoders, &current_keys);
+                });
+            }
+            step = match waiting.take() {
+                Some(ready) => write_routed(consumer, &mut eng, batch, ready),
+                None if eng.txn_due() => commit(consumer, &mut eng, CommitCause::Due),
+                None => Ok(()),
+            };
         });
-        if eng.txn_due() {
-            due = commit(consumer, &mut eng, CommitCause::Due);
+        if let Err(e) = step {
+            return handle(e, &mut eng);
         }
-    });
-    if let Err(e) = due {
-        // The abort rewinds every partition: the batch is fetched again.
-        return handle(e, &mut eng);
+        if chunk.is_some() {
+            waiting = Some(routed);
+        }
     }
+    Ok(())
+}
+
+/// Writes routed records, committing early whenever an anchor would grow
+/// past the size limit.
+fn write_routed(
+    consumer: &BaseConsumer<Ctx>,
+    eng: &mut Engine,
+    batch: &[BorrowedMessage<'_>],
+    mut routed: Vec<Routed>,
+) -> Result<()> {
     while !routed.is_empty() {
-        match eng.write(batch, routed) {
-            Ok(rest) => routed = rest,
-            Err(e) => return handle(e, &mut eng),
-        }
+        routed = eng.write(batch, routed)?;
         if !routed.is_empty() {
             tracing::debug!("an anchor reached its size limit: committing early");
-            if let Err(e) = commit(consumer, &mut eng, CommitCause::Full) {
-                return handle(e, &mut eng);
-            }
+            commit(consumer, eng, CommitCause::Full)?;
         }
     }
     Ok(())

@@ -4,14 +4,16 @@
 //! librdkafka's transaction calls block (DESIGN.md §3), so the sink is only
 //! used from the processor's own thread, never from an async worker.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::TopicPartitionList;
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, NoCustomPartitioner, Producer, ProducerContext, ThreadedProducer,
+};
+use rdkafka::{ClientContext, TopicPartitionList};
 
 use crate::config::Config;
 use crate::error::{Error, ErrorClass, Result};
@@ -25,9 +27,34 @@ pub const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// `commit_transaction` is called again before giving up.
 const TXN_CALL_RETRIES: u32 = 5;
 
+/// Longest wait between two looks at the producer's queue while waiting
+/// for deliveries: a delivery report wakes the waiter, and the queue
+/// shrinks only just after the report has been handled.
+const DELIVERY_RECHECK: Duration = Duration::from_millis(1);
+
+/// Wakes a thread waiting for deliveries whenever a delivery report comes
+/// in (on the producer's polling thread).
+#[derive(Debug, Default)]
+pub struct DeliveryWaker {
+    reports: Mutex<u64>,
+    delivered: Condvar,
+}
+
+impl ClientContext for DeliveryWaker {}
+
+impl ProducerContext<NoCustomPartitioner> for DeliveryWaker {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {
+        let mut reports = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
+        *reports = reports.wrapping_add(1);
+        self.delivered.notify_all();
+    }
+}
+
 /// The transactional producer.
 pub struct Sink {
-    producer: ThreadedProducer<DefaultProducerContext>,
+    producer: ThreadedProducer<DeliveryWaker>,
     open: bool,
     /// Whether this transaction's offsets were accepted by the coordinator:
     /// a commit is never attempted without them.
@@ -71,8 +98,8 @@ impl Sink {
                 "transaction.timeout.ms",
                 config.kafka.transaction_timeout_ms.to_string(),
             );
-        let producer: ThreadedProducer<DefaultProducerContext> = cc
-            .create()
+        let producer: ThreadedProducer<DeliveryWaker> = cc
+            .create_with_context(DeliveryWaker::default())
             .map_err(|e| Error::kafka("creating the transactional producer", e))?;
         producer.init_transactions(TXN_CALL_TIMEOUT).map_err(|e| {
             Error::kafka(
@@ -188,6 +215,7 @@ impl Sink {
             })?;
         }
         self.offsets_sent = true;
+        self.wait_for_deliveries(TXN_CALL_TIMEOUT);
         let committed = retrying("committing the transaction", || {
             self.inject(
                 FaultPoint::Commit,
@@ -209,6 +237,26 @@ impl Sink {
                 Err(Error::OutcomeUnknown(e.to_string()))
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Waits until every queued record was delivered (or `limit` passed).
+    /// rust-rdkafka's `commit_transaction` flushes first, and its flush polls
+    /// in steps that each last a full 100 ms whenever anything is still in
+    /// flight, which the anchors and state records written just before a
+    /// commit always are: 100 ms added to every commit, each one end-to-end
+    /// latency and a pause of the writing loop. Waiting here, woken by each
+    /// delivery report, leaves that flush nothing to wait for.
+    fn wait_for_deliveries(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let waker = self.producer.context();
+        let mut reports = waker.reports.lock().unwrap_or_else(PoisonError::into_inner);
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            reports = waker
+                .delivered
+                .wait_timeout(reports, DELIVERY_RECHECK)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 
