@@ -138,9 +138,11 @@ pub fn check_connection(config: &Config) -> Result<()> {
     .map_err(|e| Error::kafka("creating a connection probe", e))?;
     let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
     loop {
-        let attempt = probe.fetch_metadata(Some(&config.topics.input), Duration::from_secs(1));
-        // Serves the error callbacks (log lines arrive on their own).
-        let _ = probe.poll(Duration::ZERO);
+        let attempt = probe.fetch_metadata(Some(&config.topics.input), Duration::from_millis(500));
+        // Serves the log and error callbacks queued meanwhile (rust-rdkafka
+        // routes both through the client's queue; at librdkafka's debug
+        // level thousands of log lines can be waiting).
+        let _ = probe.poll(Duration::from_millis(250));
         if let Some((kind, detail)) = probe.context().failure() {
             return Err(Error::Connect {
                 bootstrap: bootstrap.clone(),
