@@ -89,16 +89,17 @@ pub fn grants(config: &Config, who: &Principals) -> Vec<Grant> {
     let t = &config.topics;
     let group = &config.kafka.group_id;
     let mut out = Vec::new();
-    let mut grant = |p: &str, ops: &[&'static str], resource, names: Vec<String>, prefixed, why: &str| {
-        out.push(Grant {
-            principal: principal(p),
-            operations: ops.to_vec(),
-            resource,
-            names,
-            prefixed,
-            why: why.to_string(),
-        })
-    };
+    let mut grant =
+        |p: &str, ops: &[&'static str], resource, names: Vec<String>, prefixed, why: &str| {
+            out.push(Grant {
+                principal: principal(p),
+                operations: ops.to_vec(),
+                resource,
+                names,
+                prefixed,
+                why: why.to_string(),
+            })
+        };
     if let Some(p) = &who.processor {
         grant(
             p,
@@ -205,8 +206,7 @@ pub struct Target {
 /// `s` quoted for a POSIX shell when it needs it.
 fn quote(s: &str) -> String {
     let safe = !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-:/=,@+%".contains(c));
     if safe {
         s.to_string()
@@ -342,12 +342,23 @@ mod tests {
                 command_config: Some("/etc/kafka/admin client.properties".into()),
             },
         );
-        let commands: Vec<&str> = s.lines().filter(|l| l.starts_with("kafka-acls.sh")).collect();
+        let commands: Vec<&str> = s
+            .lines()
+            .filter(|l| l.starts_with("kafka-acls.sh"))
+            .collect();
         assert_eq!(commands.len(), 7, "{s}");
         assert!(commands.iter().all(|l| l.contains(
             "--bootstrap-server b:9093 --command-config '/etc/kafka/admin client.properties' --add"
         )));
-        assert!(s.contains("--transactional-id acme-audit- --resource-pattern-type prefixed"), "{s}");
-        assert!(s.contains("--group acme-audit --group acme-audit-restore --group acme-audit-lag-probe"), "{s}");
+        assert!(
+            s.contains("--transactional-id acme-audit- --resource-pattern-type prefixed"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "--group acme-audit --group acme-audit-restore --group acme-audit-lag-probe"
+            ),
+            "{s}"
+        );
     }
 }

@@ -228,7 +228,10 @@ mod tests {
         let err = AdminAuth::resolve(&http("0.0.0.0:1", Some(&file)), None)
             .expect_err("readable by others")
             .to_string();
-        assert!(err.contains("http.admin_token_file") && err.contains("644"), "{err}");
+        assert!(
+            err.contains("http.admin_token_file") && err.contains("644"),
+            "{err}"
+        );
         assert!(!err.contains(TOKEN), "{err}");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         let auth = AdminAuth::resolve(&http("0.0.0.0:1", Some(&file)), None).expect("private");
@@ -249,6 +252,9 @@ mod tests {
     fn debug_never_shows_the_token() {
         let auth = AdminAuth::with_token(TOKEN, "test").expect("token");
         let shown = format!("{auth:?}");
-        assert!(!shown.contains(TOKEN) && shown.contains("redacted"), "{shown}");
+        assert!(
+            !shown.contains(TOKEN) && shown.contains("redacted"),
+            "{shown}"
+        );
     }
 }

@@ -699,7 +699,10 @@ fn apply_override(doc: &mut toml::Table, path: &str, raw: &str) -> Result<()> {
 
 /// Config fields holding secrets (their overrides are always strings).
 fn is_secret_field(field: &str) -> bool {
-    matches!(field, "schema_registry.password" | "schema_registry.username")
+    matches!(
+        field,
+        "schema_registry.password" | "schema_registry.username"
+    )
 }
 
 /// A TOML literal if `raw` is one (`42`, `true`, `[1, 2]`), else a string.
@@ -813,11 +816,7 @@ mod tests {
              username = \"reg-user\"\npassword = \"reg-pass-77\"\n\
              [librdkafka]\n\"sasl.username\" = \"processor\"\n\"ssl.key.password\" = \"key-pass-77\"\n"
         );
-        let c = load(
-            &text,
-            &[("AUDITCHAIN__LIBRDKAFKA__sasl.password", "12345")],
-        )
-        .expect("valid");
+        let c = load(&text, &[("AUDITCHAIN__LIBRDKAFKA__sasl.password", "12345")]).expect("valid");
         // A numeric password stays the string it was.
         assert_eq!(
             c.librdkafka.get("sasl.password").map(String::as_str),
@@ -851,7 +850,10 @@ mod tests {
     #[test]
     fn urls_lose_their_credentials_only() {
         assert_eq!(redact_url("http://h:1/p"), "http://h:1/p");
-        assert_eq!(redact_url("http://u:p@h:1/p@x"), "http://<redacted>@h:1/p@x");
+        assert_eq!(
+            redact_url("http://u:p@h:1/p@x"),
+            "http://<redacted>@h:1/p@x"
+        );
         assert_eq!(redact_url("u:p@h"), "<redacted>@h");
     }
 

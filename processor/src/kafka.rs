@@ -61,7 +61,8 @@ impl ConnectFailure {
         }
         if text.contains("SASL authentication error") || text.contains("Authentication failed") {
             Some(ConnectFailure::Authentication)
-        } else if text.contains("SSL handshake failed") || text.contains("certificate verify failed")
+        } else if text.contains("SSL handshake failed")
+            || text.contains("certificate verify failed")
         {
             Some(ConnectFailure::Tls)
         } else {
@@ -106,7 +107,10 @@ impl ProbeContext {
 impl ClientContext for ProbeContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
         use rdkafka::config::RDKafkaLogLevel as L;
-        if matches!(level, L::Emerg | L::Alert | L::Critical | L::Error | L::Warning) {
+        if matches!(
+            level,
+            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning
+        ) {
             self.note(None, message);
             tracing::warn!(target: "librdkafka", facility = fac, "{message}");
         } else {
@@ -154,7 +158,10 @@ pub fn check_connection(config: &Config) -> Result<()> {
             Ok(_) => return Ok(()),
             Err(e) if std::time::Instant::now() >= deadline => {
                 return Err(Error::kafka(
-                    format!("connecting to {bootstrap} (no broker answered within {} s)", ADMIN_TIMEOUT.as_secs()),
+                    format!(
+                        "connecting to {bootstrap} (no broker answered within {} s)",
+                        ADMIN_TIMEOUT.as_secs()
+                    ),
                     e,
                 ))
             }

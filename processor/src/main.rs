@@ -18,7 +18,12 @@ dropping it) and commits signed Merkle anchors, all exactly-once with Kafka tran
 )]
 struct Cli {
     /// Log as JSON lines instead of human-readable text.
-    #[arg(long, global = true, env = "AUDITCHAIN_LOG_JSON", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITCHAIN_LOG_JSON",
+        hide_env_values = true
+    )]
     log_json: bool,
 
     #[command(subcommand)]

@@ -360,7 +360,10 @@ async fn require_admin_token(
     );
     (
         StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer realm=\"auditchain-admin\"")],
+        [(
+            header::WWW_AUTHENTICATE,
+            "Bearer realm=\"auditchain-admin\"",
+        )],
         "unauthorized: POST /admin/* needs Authorization: Bearer <admin token>\n",
     )
         .into_response()

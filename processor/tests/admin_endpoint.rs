@@ -46,7 +46,10 @@ async fn off_loopback_the_admin_endpoint_needs_the_token() {
 
     let token = format!("admin-{}", uuid::Uuid::new_v4().simple());
     let (mut child, addr) = fx
-        .spawn_http_with("guarded", &[pod_address, ("AUDITCHAIN_ADMIN_TOKEN", &token)])
+        .spawn_http_with(
+            "guarded",
+            &[pod_address, ("AUDITCHAIN_ADMIN_TOKEN", &token)],
+        )
         .await;
     let addr = local(&addr);
     for path in ["/metrics", "/healthz"] {
@@ -58,7 +61,11 @@ async fn off_loopback_the_admin_endpoint_needs_the_token() {
     let wrong = format!("Bearer {token}0");
     let basic = format!("Basic {token}");
     for path in ["/admin/pause", "/admin/resume"] {
-        assert_eq!(common::http(&addr, "POST", path).0, 401, "{path} without a token");
+        assert_eq!(
+            common::http(&addr, "POST", path).0,
+            401,
+            "{path} without a token"
+        );
         for header in [&wrong, &basic, &token] {
             let (status, _) = common::http_with(&addr, "POST", path, &[("Authorization", header)]);
             assert_eq!(status, 401, "{path} with `{header}`");
@@ -66,11 +73,24 @@ async fn off_loopback_the_admin_endpoint_needs_the_token() {
     }
     // Still running, not paused, then paused and resumed with the token.
     wait_metric(&addr, "auditchain_ready", 1.0, &mut child).await;
-    assert_eq!(common::metric(&common::http(&addr, "GET", "/metrics").1, "auditchain_paused", ""), 0.0);
-    let (status, _) = common::http_with(&addr, "POST", "/admin/pause", &[("Authorization", &bearer)]);
+    assert_eq!(
+        common::metric(
+            &common::http(&addr, "GET", "/metrics").1,
+            "auditchain_paused",
+            ""
+        ),
+        0.0
+    );
+    let (status, _) =
+        common::http_with(&addr, "POST", "/admin/pause", &[("Authorization", &bearer)]);
     assert_eq!(status, 202);
     wait_metric(&addr, "auditchain_paused", 1.0, &mut child).await;
-    let (status, _) = common::http_with(&addr, "POST", "/admin/resume", &[("Authorization", &bearer)]);
+    let (status, _) = common::http_with(
+        &addr,
+        "POST",
+        "/admin/resume",
+        &[("Authorization", &bearer)],
+    );
     assert_eq!(status, 202);
     wait_metric(&addr, "auditchain_paused", 0.0, &mut child).await;
 

@@ -30,7 +30,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_auditchain");
 
 /// A fixture on the secured cluster: the processor logs in as `processor`,
 /// the input topic is created by `admin`.
-async fn fixture(stack: &SecureStack, partitions: i32, librdkafka: Vec<(String, String)>) -> Fixture {
+async fn fixture(
+    stack: &SecureStack,
+    partitions: i32,
+    librdkafka: Vec<(String, String)>,
+) -> Fixture {
     Fixture::new_on(
         partitions,
         false,
@@ -79,7 +83,11 @@ fn apply_acls(fx: &Fixture, stack: &SecureStack) -> String {
         .arg(&stack.kafka_acls)
         .output()
         .expect("auditchain acls");
-    assert!(out.status.success(), "acls --print: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "acls --print: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let script = String::from_utf8(out.stdout).expect("utf-8 script");
     let file = fx.path("acls.sh");
     std::fs::write(&file, &script).expect("write the script");
@@ -101,12 +109,19 @@ fn wait_visible(stack: &SecureStack, user: &str, topic: &str) {
     loop {
         let visible = probe
             .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .map(|md| md.topics().iter().any(|t| t.name() == topic && t.error().is_none()))
+            .map(|md| {
+                md.topics()
+                    .iter()
+                    .any(|t| t.name() == topic && t.error().is_none())
+            })
             .unwrap_or(false);
         if visible {
             return;
         }
-        assert!(Instant::now() < deadline, "{user} never got access to {topic}");
+        assert!(
+            Instant::now() < deadline,
+            "{user} never got access to {topic}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -158,9 +173,18 @@ fn try_read(stack: &SecureStack, user: &str, topic: &str) -> Result<(), KafkaErr
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(30))
         .expect("metadata request");
-    if let Some(code) = md.topics().iter().find(|t| t.name() == topic).and_then(|t| t.error()) {
+    if let Some(code) = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .and_then(|t| t.error())
+    {
         let code = RDKafkaErrorCode::from(code);
-        assert_eq!(code, RDKafkaErrorCode::TopicAuthorizationFailed, "{user} describing {topic}");
+        assert_eq!(
+            code,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            "{user} describing {topic}"
+        );
         return Err(KafkaError::MetadataFetch(code));
     }
     let mut tpl = TopicPartitionList::new();
@@ -172,7 +196,9 @@ fn try_read(stack: &SecureStack, user: &str, topic: &str) -> Result<(), KafkaErr
     while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(_)) => return Ok(()),
-            Some(Err(e)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::TopicAuthorizationFailed) => {
+            Some(Err(e))
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::TopicAuthorizationFailed) =>
+            {
                 return Err(e)
             }
             Some(Err(e)) => seen.push(e.to_string()),
@@ -185,7 +211,10 @@ fn try_read(stack: &SecureStack, user: &str, topic: &str) -> Result<(), KafkaErr
 fn assert_denied(what: &str, result: Result<(), KafkaError>) {
     match result {
         Ok(()) => panic!("{what}: allowed"),
-        Err(e) => assert!(is_authorization_error(&e), "{what}: failed, but not with an authorization error: {e}"),
+        Err(e) => assert!(
+            is_authorization_error(&e),
+            "{what}: failed, but not with an authorization error: {e}"
+        ),
     }
 }
 
@@ -195,7 +224,10 @@ fn verify_cli(fx: &Fixture, stack: &SecureStack, user: &str) -> (i32, serde_json
         .args(["verify", "--json", "--config"])
         .arg(config_file_as(fx, stack, user))
         .arg("--processor-key")
-        .arg(format!("processor-1={}", fx.path("processor-1.pub").display()))
+        .arg(format!(
+            "processor-1={}",
+            fx.path("processor-1.pub").display()
+        ))
         .env("RUST_LOG", "warn")
         .output()
         .expect("auditchain verify");
@@ -224,39 +256,56 @@ async fn a_secured_deployment_processes_verifies_and_refuses_everyone_else() {
     let mut admin = fx.config("admin");
     admin.librdkafka.clear();
     admin.librdkafka.extend(stack.librdkafka("admin"));
-    let report = auditchain::kafka::ensure_topics(&admin).await.expect("topics as admin");
+    let report = auditchain::kafka::ensure_topics(&admin)
+        .await
+        .expect("topics as admin");
     assert_eq!(report.created.len(), 4, "{report:?}");
 
     let script = apply_acls(&fx, &stack);
-    assert!(!script.contains("--operation Create") && !script.contains("--operation All"), "{script}");
+    assert!(
+        !script.contains("--operation Create") && !script.contains("--operation All"),
+        "{script}"
+    );
     wait_visible(&stack, "producer", &t.input);
     wait_visible(&stack, "processor", &t.state);
     wait_visible(&stack, "auditor", &t.chained);
 
     // The producer principal publishes signed events (and one of each bad kind).
     let spec = fx.spec(300, 6, 1);
-    let produced = auditchain::produce::produce(&config_as(&fx, &stack, "producer", "producer"), &spec)
-        .await
-        .expect("publish as the producer principal");
+    let produced =
+        auditchain::produce::produce(&config_as(&fx, &stack, "producer", "producer"), &spec)
+            .await
+            .expect("publish as the producer principal");
     let sent = produced.records.len();
 
     // The processor principal processes them over SASL_SSL.
     let mut processor = fx.spawn("p1");
-    fx.wait_all_committed("processing over SASL_SSL", || processor.assert_alive(), Duration::from_secs(240))
-        .await;
+    fx.wait_all_committed(
+        "processing over SASL_SSL",
+        || processor.assert_alive(),
+        Duration::from_secs(240),
+    )
+    .await;
     processor.stop();
 
     // The auditor verifies: everything chained or quarantined exactly once.
     let (code, json) = tokio::task::block_in_place(|| verify_cli(&fx, &stack, "auditor"));
     assert_eq!(code, 0, "verify as the auditor: {json:#}");
-    assert_eq!(json["input_records"].as_u64(), Some(sent as u64), "{json:#}");
+    assert_eq!(
+        json["input_records"].as_u64(),
+        Some(sent as u64),
+        "{json:#}"
+    );
     assert_eq!(json["ok"], serde_json::Value::Bool(true));
 
     // The rogue (authenticated, no ACLs) cannot write any output, nor the
     // input, nor read anything, nor delete the trail, nor fence the
     // processor by taking its transactional id.
     for topic in [&t.chained, &t.anchors, &t.state, &t.quarantine, &t.input] {
-        assert_denied(&format!("rogue writing {topic}"), try_write(&stack, "rogue", topic).await);
+        assert_denied(
+            &format!("rogue writing {topic}"),
+            try_write(&stack, "rogue", topic).await,
+        );
     }
     for topic in [&t.input, &t.chained] {
         assert_denied(
@@ -271,7 +320,10 @@ async fn a_secured_deployment_processes_verifies_and_refuses_everyone_else() {
         .await
         .expect("delete_topics request");
     assert!(
-        matches!(deleted.first(), Some(Err((_, RDKafkaErrorCode::TopicAuthorizationFailed)))),
+        matches!(
+            deleted.first(),
+            Some(Err((_, RDKafkaErrorCode::TopicAuthorizationFailed)))
+        ),
         "rogue deleting {}: {deleted:?}",
         t.chained
     );
@@ -293,7 +345,10 @@ async fn a_secured_deployment_processes_verifies_and_refuses_everyone_else() {
     // The producer principal writes the input only, and reads nothing —
     // not even the input, where every tenant's events are.
     for topic in [&t.chained, &t.anchors, &t.state, &t.quarantine] {
-        assert_denied(&format!("producer writing {topic}"), try_write(&stack, "producer", topic).await);
+        assert_denied(
+            &format!("producer writing {topic}"),
+            try_write(&stack, "producer", topic).await,
+        );
     }
     assert_denied(
         "producer reading the input (other tenants' events)",
@@ -302,7 +357,10 @@ async fn a_secured_deployment_processes_verifies_and_refuses_everyone_else() {
 
     // The auditor reads (it just verified) and writes nothing.
     for topic in [&t.chained, &t.anchors, &t.input] {
-        assert_denied(&format!("auditor writing {topic}"), try_write(&stack, "auditor", topic).await);
+        assert_denied(
+            &format!("auditor writing {topic}"),
+            try_write(&stack, "auditor", topic).await,
+        );
     }
     assert_denied(
         "auditor reading the state topic",
@@ -316,7 +374,10 @@ async fn a_secured_deployment_processes_verifies_and_refuses_everyone_else() {
     tokio::task::block_in_place(|| {
         auditchain::verify::read_topic(&admin, &t.chained, |p, _, _, v| {
             let r = ChainedRecord::decode(v.unwrap_or_default()).expect("chained record");
-            if last.get(&p).is_none_or(|l| r.source_offset > l.source_offset) {
+            if last
+                .get(&p)
+                .is_none_or(|l| r.source_offset > l.source_offset)
+            {
                 last.insert(p, r);
             }
         })
@@ -358,7 +419,9 @@ async fn a_secured_deployment_processes_verifies_and_refuses_everyone_else() {
         problems.iter().any(|p| p["what"]
             .as_str()
             .is_some_and(|w| w.contains("not covered by any anchor"))
-            && p["place"].as_str().is_some_and(|pl| pl.ends_with(&format!("@{}", forged.source_offset)))),
+            && p["place"]
+                .as_str()
+                .is_some_and(|pl| pl.ends_with(&format!("@{}", forged.source_offset)))),
         "the forged record is not reported as outside every anchor: {json:#}"
     );
 }
@@ -366,7 +429,11 @@ async fn a_secured_deployment_processes_verifies_and_refuses_everyone_else() {
 /// Runs `auditchain run` until it exits on its own (it must: no wait here
 /// is bounded by anything but librdkafka's and auditchain's own timeouts);
 /// its exit status and log.
-fn run_to_exit(fx: &Fixture, instance: &str, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+fn run_to_exit(
+    fx: &Fixture,
+    instance: &str,
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
     let mut child = fx.spawn_with(instance, env);
     let status = tokio::task::block_in_place(|| child.child.wait()).expect("wait");
     let log = std::fs::read_to_string(&child.log).expect("log");
@@ -381,7 +448,11 @@ async fn a_wrong_password_stops_start_up_naming_authentication() {
     let started = Instant::now();
     let (status, log) = run_to_exit(&fx, "p1", &[]);
     assert!(!status.success(), "exited {status}; log:\n{log}");
-    let last = log.lines().rev().find(|l| l.starts_with("error:")).unwrap_or_default();
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
     assert!(
         last.contains("SASL authentication failed") && last.contains(&stack.bootstrap),
         "the start-up error does not name authentication: `{last}`; log:\n{log}"
@@ -392,11 +463,19 @@ async fn a_wrong_password_stops_start_up_naming_authentication() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_certificate_stops_start_up_naming_the_certificate() {
     let Some(stack) = secure::stack() else { return };
-    let untrusted = stack.librdkafka_with("processor", &stack.password("processor"), &stack.untrusted_ca);
+    let untrusted = stack.librdkafka_with(
+        "processor",
+        &stack.password("processor"),
+        &stack.untrusted_ca,
+    );
     let fx = fixture(&stack, 1, untrusted).await;
     let (status, log) = run_to_exit(&fx, "p1", &[]);
     assert!(!status.success(), "exited {status}; log:\n{log}");
-    let last = log.lines().rev().find(|l| l.starts_with("error:")).unwrap_or_default();
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
     assert!(
         last.contains("TLS handshake failed") && last.contains("certificate"),
         "the start-up error does not name the certificate: `{last}`; log:\n{log}"
@@ -415,7 +494,13 @@ async fn secrets_never_reach_logs_errors_help_or_metrics() {
     let url_password = format!("urlpass-{id}");
     let token = format!("token-{id}");
     let near_miss = format!("{token}x");
-    let secrets = [&sasl_password, &registry_password, &url_password, &token, &near_miss];
+    let secrets = [
+        &sasl_password,
+        &registry_password,
+        &url_password,
+        &token,
+        &near_miss,
+    ];
     let registry = format!(
         "\n[schema_registry]\nurl = \"http://reg-user:{url_password}@127.0.0.1:9/apis/ccompat/v7\"\n\
          username = \"reg-user\"\npassword = \"{registry_password}\"\n"
@@ -436,7 +521,11 @@ async fn secrets_never_reach_logs_errors_help_or_metrics() {
     librdkafka.push(("debug".into(), "all".into()));
     let fx = fixture(&stack, 1, librdkafka.clone()).await;
     let config = fx.path("refused.toml");
-    std::fs::write(&config, fx.config_text_with("refused", &librdkafka) + &registry).expect("write");
+    std::fs::write(
+        &config,
+        fx.config_text_with("refused", &librdkafka) + &registry,
+    )
+    .expect("write");
     let out = tokio::task::block_in_place(|| {
         Command::new(BIN)
             .args(["run", "--config"])
@@ -446,7 +535,11 @@ async fn secrets_never_reach_logs_errors_help_or_metrics() {
             .output()
     })
     .expect("auditchain run");
-    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!out.status.success());
     assert!(log.contains("SASL authentication failed"), "{log}");
     assert!(log.lines().count() > 50, "debug logging was not on:\n{log}");
@@ -474,7 +567,10 @@ async fn secrets_never_reach_logs_errors_help_or_metrics() {
         .stderr(log)
         .spawn()
         .expect("spawn");
-    let mut child = common::Child { child, log: log_file.clone() };
+    let mut child = common::Child {
+        child,
+        log: log_file.clone(),
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     let addr = loop {
         child.assert_alive();
@@ -489,12 +585,20 @@ async fn secrets_never_reach_logs_errors_help_or_metrics() {
     assert_eq!(status, 200);
     assert!(metrics.contains("auditchain_ready"), "{metrics}");
     assert_clean("/metrics", &metrics);
-    let (status, body) =
-        common::http_with(&addr, "POST", "/admin/pause", &[("Authorization", &format!("Bearer {near_miss}"))]);
+    let (status, body) = common::http_with(
+        &addr,
+        "POST",
+        "/admin/pause",
+        &[("Authorization", &format!("Bearer {near_miss}"))],
+    );
     assert_eq!(status, 401, "{body}");
     assert_clean("a refusal", &body);
-    let (status, _) =
-        common::http_with(&addr, "POST", "/admin/pause", &[("Authorization", &format!("Bearer {token}"))]);
+    let (status, _) = common::http_with(
+        &addr,
+        "POST",
+        "/admin/pause",
+        &[("Authorization", &format!("Bearer {token}"))],
+    );
     assert_eq!(status, 202);
     child.kill9();
     let log = std::fs::read_to_string(&log_file).expect("log");
@@ -503,17 +607,33 @@ async fn secrets_never_reach_logs_errors_help_or_metrics() {
 
     // 3. --help, with every secret in the environment (clap shows the
     //    values of the variables arguments read unless told not to).
-    for args in [&["--help"][..], &["run", "--help"], &["smoke", "--help"], &["verify", "--help"], &["acls", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["smoke", "--help"],
+        &["verify", "--help"],
+        &["acls", "--help"],
+    ] {
         let out = Command::new(BIN)
             .args(args)
-            .env("SCHEMA_REGISTRY_URL", format!("http://reg-user:{url_password}@127.0.0.1:9"))
-            .env("KAFKA_BOOTSTRAP_SERVERS", format!("reg-user:{url_password}@127.0.0.1:9"))
+            .env(
+                "SCHEMA_REGISTRY_URL",
+                format!("http://reg-user:{url_password}@127.0.0.1:9"),
+            )
+            .env(
+                "KAFKA_BOOTSTRAP_SERVERS",
+                format!("reg-user:{url_password}@127.0.0.1:9"),
+            )
             .env("AUDITCHAIN_ADMIN_TOKEN", &token)
             .env("AUDITCHAIN_LOG_JSON", &registry_password)
             .env("AUDITCHAIN__LIBRDKAFKA__sasl.password", &sasl_password)
             .output()
             .expect("--help");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(text.contains("Usage"), "{args:?}: {text}");
         assert_clean(&format!("auditchain {}", args.join(" ")), &text);
     }
