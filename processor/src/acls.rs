@@ -346,7 +346,7 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("kafka-acls.sh"))
             .collect();
-        assert_eq!(commands.len(), 7, "{s}");
+        assert_eq!(commands.len(), 8, "{s}");
         assert!(commands.iter().all(|l| l.contains(
             "--bootstrap-server b:9093 --command-config '/etc/kafka/admin client.properties' --add"
         )));
