@@ -286,7 +286,15 @@ async fn a_secured_deployment_processes_verifies_and_refuses_everyone_else() {
         Duration::from_secs(240),
     )
     .await;
+    let log = processor.log.clone();
     processor.stop();
+    // The least-privilege set is enough: nothing the processor did was refused.
+    let log = std::fs::read_to_string(&log).expect("processor log");
+    assert!(
+        !log.contains("AuthorizationFailed")
+            && !log.to_lowercase().contains("authorization failed"),
+        "the processor was refused something under the ACLs of acls --print:\n{log}"
+    );
 
     // The auditor verifies: everything chained or quarantined exactly once.
     let (code, json) = tokio::task::block_in_place(|| verify_cli(&fx, &stack, "auditor"));
