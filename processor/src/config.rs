@@ -8,8 +8,15 @@
 //! librdkafka options go in `[librdkafka]` and are applied last, so TLS and
 //! SASL settings (`security.protocol`, `ssl.ca.location`, `sasl.mechanism`,
 //! ...) pass straight through.
+//!
+//! Secrets (`sasl.password` and the other credential properties, the
+//! registry password, the admin token) never reach a log line or an error
+//! message: the `Debug` form of every config struct redacts them, and an
+//! override of a `[librdkafka]` property or a password is always taken as a
+//! string, so a type error can never echo its value.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -63,8 +70,66 @@ pub struct Config {
     pub http: HttpConfig,
     /// Raw librdkafka properties, applied last to every client (TLS, SASL,
     /// tuning). Properties that exactly-once depends on are refused.
+    /// Credential values are redacted from the `Debug` form.
     #[serde(default)]
-    pub librdkafka: BTreeMap<String, String>,
+    pub librdkafka: LibrdkafkaProperties,
+}
+
+/// Text shown instead of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether the librdkafka property `name` holds a credential (a password, a
+/// private key, a secret, a JAAS or OAUTHBEARER configuration). Broader than
+/// librdkafka's own list of sensitive properties on purpose.
+pub fn is_secret_property(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.contains("password")
+        || n.contains("secret")
+        || n.contains("jaas")
+        || n.contains("oauthbearer.config")
+        || n.contains("ssl.key.pem")
+        || n == "ssl_key"
+        || n.contains("keystore")
+        || n.contains("keytab")
+        || n.contains("token")
+}
+
+/// `[librdkafka]`: raw properties by name. A map whose `Debug` form shows
+/// credential values as `<redacted>` ([`is_secret_property`]).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct LibrdkafkaProperties(pub BTreeMap<String, String>);
+
+impl std::ops::Deref for LibrdkafkaProperties {
+    type Target = BTreeMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for LibrdkafkaProperties {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a LibrdkafkaProperties {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, String>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl fmt::Debug for LibrdkafkaProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown: &str = if is_secret_property(k) { REDACTED } else { v };
+                (k, shown)
+            }))
+            .finish()
+    }
 }
 
 /// `[kafka]`.
@@ -119,8 +184,9 @@ pub struct TopicsConfig {
     pub replication_factor: i32,
 }
 
-/// `[schema_registry]`.
-#[derive(Debug, Clone, Deserialize)]
+/// `[schema_registry]`. Its `Debug` form redacts the password and any
+/// credentials in the URL.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Base URL of the Confluent-compatible API, e.g.
@@ -132,6 +198,42 @@ pub struct RegistryConfig {
     /// Basic-auth password; never logged.
     #[serde(default)]
     pub password: Option<String>,
+}
+
+impl RegistryConfig {
+    /// The URL with any `user:password@` part replaced, for logs and errors.
+    pub fn display_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+impl fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("url", &self.display_url())
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .finish()
+    }
+}
+
+/// `url` with the user-info part (`user:password@`) of its authority
+/// replaced by `<redacted>@`.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let redacted = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{REDACTED}@{host}{tail}"),
+        None => return url.to_string(),
+    };
+    match scheme {
+        Some(s) => format!("{s}://{redacted}"),
+        None => redacted,
+    }
 }
 
 /// `[schemas]`: ids for the compiled-in schemas when no registry is used.
@@ -218,9 +320,17 @@ pub struct ProcessingConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Address for `/metrics`, `/healthz` and `/readyz`.
+    /// Address for `/metrics`, `/healthz`, `/readyz` and `POST /admin/*`.
     #[serde(default = "default_http_bind")]
     pub bind: SocketAddr,
+    /// File holding the bearer token `POST /admin/pause` and
+    /// `/admin/resume` require (`Authorization: Bearer <token>`); like a
+    /// secret key file it must not be readable by group or others. The
+    /// token may come from the environment variable `AUDITCHAIN_ADMIN_TOKEN`
+    /// instead (not both). Required when `bind` is not a loopback address:
+    /// `run` refuses to start without one. The token is never logged.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 fn default_group_id() -> String {
@@ -341,6 +451,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             bind: default_http_bind(),
+            admin_token_file: None,
         }
     }
 }
@@ -369,8 +480,21 @@ impl Config {
                 apply_override(&mut doc, path, &value)?;
             }
         }
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(doc))
-            .map_err(|e| Error::config(e.path().to_string(), e.inner().message().to_string()))?;
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(doc)).map_err(|e| {
+                let field = e.path().to_string();
+                // serde's messages quote the offending value: not for a secret.
+                let secret = is_secret_field(&field)
+                    || field
+                        .strip_prefix("librdkafka.")
+                        .is_some_and(is_secret_property);
+                let message = if secret {
+                    "must be a string (the value is a secret and is not shown)".to_string()
+                } else {
+                    e.inner().message().to_string()
+                };
+                Error::config(field, message)
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -511,6 +635,14 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if let Some(file) = &self.http.admin_token_file {
+            if file.as_os_str().is_empty() {
+                return Err(Error::config(
+                    "http.admin_token_file",
+                    "must not be empty (leave it out to use AUDITCHAIN_ADMIN_TOKEN)",
+                ));
+            }
+        }
         for key in self.librdkafka.keys() {
             if RESERVED_LIBRDKAFKA.contains(&key.as_str()) {
                 return Err(Error::config(
@@ -553,8 +685,24 @@ fn apply_override(doc: &mut toml::Table, path: &str, raw: &str) -> Result<()> {
             )
         })?;
     }
-    table.insert(last.clone(), parse_env_value(raw));
+    // A credential or a raw librdkafka property is a string whatever it
+    // looks like: a password `12345` must not become an integer (and fail
+    // with an error that shows it).
+    let value = if segments[0] == "librdkafka" || is_secret_field(&field) {
+        toml::Value::String(raw.to_string())
+    } else {
+        parse_env_value(raw)
+    };
+    table.insert(last.clone(), value);
     Ok(())
+}
+
+/// Config fields holding secrets (their overrides are always strings).
+fn is_secret_field(field: &str) -> bool {
+    matches!(
+        field,
+        "schema_registry.password" | "schema_registry.username"
+    )
 }
 
 /// A TOML literal if `raw` is one (`42`, `true`, `[1, 2]`), else a string.
@@ -659,6 +807,54 @@ mod tests {
         .expect_err("not a number")
         .to_string();
         assert!(err.contains("processing.max_batch_records"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_from_debug_and_kept_as_strings() {
+        let text = format!(
+            "{MINIMAL}\n[schema_registry]\nurl = \"https://reg-user:url-pass-77@registry:8081/apis\"\n\
+             username = \"reg-user\"\npassword = \"reg-pass-77\"\n\
+             [librdkafka]\n\"sasl.username\" = \"processor\"\n\"ssl.key.password\" = \"key-pass-77\"\n"
+        );
+        let c = load(&text, &[("AUDITCHAIN__LIBRDKAFKA__sasl.password", "12345")]).expect("valid");
+        // A numeric password stays the string it was.
+        assert_eq!(
+            c.librdkafka.get("sasl.password").map(String::as_str),
+            Some("12345")
+        );
+        let shown = format!("{c:?} {c:#?}");
+        for secret in ["12345", "reg-pass-77", "url-pass-77", "key-pass-77"] {
+            assert!(!shown.contains(secret), "`{secret}` in {shown}");
+        }
+        assert!(shown.contains("processor"), "non-secrets stay visible");
+        assert_eq!(
+            c.schema_registry.as_ref().map(RegistryConfig::display_url),
+            Some("https://<redacted>@registry:8081/apis".to_string())
+        );
+    }
+
+    #[test]
+    fn a_mistyped_secret_is_not_echoed() {
+        let text = format!("{MINIMAL}\n[librdkafka]\n\"sasl.password\" = 987654\n");
+        let err = load(&text, &[]).expect_err("not a string").to_string();
+        assert!(err.contains("librdkafka.sasl.password"), "{err}");
+        assert!(!err.contains("987654"), "{err}");
+        let text = format!(
+            "{MINIMAL}\n[schema_registry]\nurl = \"http://r\"\nusername = \"u\"\npassword = 424242\n"
+        );
+        let err = load(&text, &[]).expect_err("not a string").to_string();
+        assert!(err.contains("schema_registry.password"), "{err}");
+        assert!(!err.contains("424242"), "{err}");
+    }
+
+    #[test]
+    fn urls_lose_their_credentials_only() {
+        assert_eq!(redact_url("http://h:1/p"), "http://h:1/p");
+        assert_eq!(
+            redact_url("http://u:p@h:1/p@x"),
+            "http://<redacted>@h:1/p@x"
+        );
+        assert_eq!(redact_url("u:p@h"), "<redacted>@h");
     }
 
     #[test]

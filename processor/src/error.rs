@@ -65,6 +65,19 @@ pub enum Error {
     #[error("{0}")]
     Producer(#[from] auditchain_producer::Error),
 
+    /// A client could not connect to the cluster for a reason retrying will
+    /// not fix: its credentials were refused, or the TLS handshake failed
+    /// (an untrusted certificate).
+    #[error("cannot connect to Kafka at {bootstrap}: {cause}: {detail}")]
+    Connect {
+        /// The bootstrap servers.
+        bootstrap: String,
+        /// What failed and what to check, e.g. `SASL authentication failed`.
+        cause: String,
+        /// librdkafka's own description.
+        detail: String,
+    },
+
     /// A Kafka client operation failed; `context` says which.
     #[error("{context}: {source}")]
     Kafka {

@@ -39,6 +39,137 @@ impl ClientContext for QuietContext {
 
 impl ConsumerContext for QuietContext {}
 
+/// Why a client cannot connect, as its callbacks reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// SASL credentials refused (wrong user name, password or mechanism).
+    Authentication,
+    /// The TLS handshake failed: the broker's certificate is not trusted
+    /// (or does not name the host), or the protocols do not match.
+    Tls,
+}
+
+impl ConnectFailure {
+    /// The failure a librdkafka error or log line describes, if any.
+    pub fn classify(code: Option<RDKafkaErrorCode>, text: &str) -> Option<ConnectFailure> {
+        match code {
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+                return Some(ConnectFailure::Authentication)
+            }
+            Some(RDKafkaErrorCode::SSL) => return Some(ConnectFailure::Tls),
+            _ => {}
+        }
+        if text.contains("SASL authentication error") || text.contains("Authentication failed") {
+            Some(ConnectFailure::Authentication)
+        } else if text.contains("SSL handshake failed")
+            || text.contains("certificate verify failed")
+        {
+            Some(ConnectFailure::Tls)
+        } else {
+            None
+        }
+    }
+
+    fn cause(self) -> &'static str {
+        match self {
+            ConnectFailure::Authentication => {
+                "SASL authentication failed (check sasl.mechanism, sasl.username and sasl.password in [librdkafka])"
+            }
+            ConnectFailure::Tls => {
+                "TLS handshake failed: the broker's certificate could not be verified (check ssl.ca.location in [librdkafka] names the CA that signed it, and that it names this host)"
+            }
+        }
+    }
+}
+
+/// A client context that remembers the first authentication or TLS failure
+/// its callbacks report (and logs the rest as warnings).
+#[derive(Debug, Default)]
+pub struct ProbeContext {
+    failure: std::sync::Mutex<Option<(ConnectFailure, String)>>,
+}
+
+impl ProbeContext {
+    fn note(&self, code: Option<RDKafkaErrorCode>, text: &str) {
+        if let Some(kind) = ConnectFailure::classify(code, text) {
+            if let Ok(mut f) = self.failure.lock() {
+                f.get_or_insert_with(|| (kind, text.to_string()));
+            }
+        }
+    }
+
+    /// The first failure seen, with librdkafka's description.
+    pub fn failure(&self) -> Option<(ConnectFailure, String)> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+}
+
+impl ClientContext for ProbeContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        if matches!(
+            level,
+            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning
+        ) {
+            self.note(None, message);
+            tracing::warn!(target: "librdkafka", facility = fac, "{message}");
+        } else {
+            tracing::debug!(target: "librdkafka", facility = fac, "{message}");
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.note(error.rdkafka_error_code(), reason);
+        tracing::warn!(error = %error, reason, "librdkafka error");
+    }
+}
+
+impl ConsumerContext for ProbeContext {}
+
+/// Connects to the cluster the way every client of `config` does and
+/// fails fast, naming the cause, when the credentials are refused or the
+/// broker's certificate is not trusted — conditions librdkafka itself only
+/// retries (a metadata call would just time out). Returns once the broker
+/// answers a metadata request; fails after [`ADMIN_TIMEOUT`] naming the
+/// bootstrap servers when it never does. Blocking.
+pub fn check_connection(config: &Config) -> Result<()> {
+    let bootstrap = &config.kafka.bootstrap_servers;
+    let probe: BaseConsumer<ProbeContext> = base_client_config(
+        config,
+        &format!("auditchain-connect-{}", config.kafka.instance_id),
+    )
+    .create_with_context(ProbeContext::default())
+    .map_err(|e| Error::kafka("creating a connection probe", e))?;
+    let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
+    loop {
+        let attempt = probe.fetch_metadata(Some(&config.topics.input), Duration::from_millis(500));
+        // Serves the log and error callbacks queued meanwhile (rust-rdkafka
+        // routes both through the client's queue; at librdkafka's debug
+        // level thousands of log lines can be waiting).
+        let _ = probe.poll(Duration::from_millis(250));
+        if let Some((kind, detail)) = probe.context().failure() {
+            return Err(Error::Connect {
+                bootstrap: bootstrap.clone(),
+                cause: kind.cause().to_string(),
+                detail,
+            });
+        }
+        match attempt {
+            Ok(_) => return Ok(()),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                return Err(Error::kafka(
+                    format!(
+                        "connecting to {bootstrap} (no broker answered within {} s)",
+                        ADMIN_TIMEOUT.as_secs()
+                    ),
+                    e,
+                ))
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// How long metadata and admin calls may take before the broker is reported
 /// unreachable.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -291,6 +422,9 @@ pub struct TopicReport {
 /// is compacted. Every mismatch is a clear error naming the topic and the
 /// setting.
 pub async fn ensure_topics(config: &Config) -> Result<TopicReport> {
+    // Refused credentials or an untrusted certificate: say so now, rather
+    // than time out below.
+    check_connection(config)?;
     let admin = admin_client(config)?;
     let probe: BaseConsumer = base_client_config(config, "auditchain-metadata")
         .create()

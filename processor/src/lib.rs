@@ -4,6 +4,8 @@
 //! The design, and the normative chain format, are in `DESIGN.md` at the
 //! repository root.
 
+pub mod acls;
+pub mod auth;
 pub mod chain;
 pub mod config;
 pub mod error;

@@ -18,7 +18,12 @@ dropping it) and commits signed Merkle anchors, all exactly-once with Kafka tran
 )]
 struct Cli {
     /// Log as JSON lines instead of human-readable text.
-    #[arg(long, global = true, env = "AUDITCHAIN_LOG_JSON")]
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITCHAIN_LOG_JSON",
+        hide_env_values = true
+    )]
     log_json: bool,
 
     #[command(subcommand)]
@@ -106,13 +111,19 @@ enum Command {
         #[arg(
             long,
             env = "KAFKA_BOOTSTRAP_SERVERS",
+            hide_env_values = true,
             default_value = "127.0.0.1:9092"
         )]
         bootstrap_servers: String,
         /// Confluent-compatible schema registry URL; without it the compiled-in schema is used.
-        #[arg(long, env = "SCHEMA_REGISTRY_URL")]
+        // Values hidden from --help: a URL may carry credentials.
+        #[arg(long, env = "SCHEMA_REGISTRY_URL", hide_env_values = true)]
         registry_url: Option<String>,
     },
+    /// Print the least-privilege Kafka ACLs of this deployment as `kafka-acls` commands
+    /// (a shell script to run with an administrator's credentials), derived from the
+    /// configuration: topics, group id, transactional id prefix.
+    Acls(AclsArgs),
     /// Create missing output topics and check existing ones against the input topic.
     Topics {
         /// The processor's configuration file.
@@ -168,6 +179,37 @@ struct ProduceArgs {
     /// service would (the processor's transaction spans link to them).
     #[arg(long)]
     traceparent: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct AclsArgs {
+    /// The processor's configuration file (topics, group id).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Print the commands (the only mode: review them, then run them).
+    #[arg(long, required = true)]
+    print: bool,
+    /// The processor's principal (`name` means `User:name`).
+    #[arg(long, value_name = "PRINCIPAL")]
+    processor: Option<String>,
+    /// The principal of the services that publish events.
+    #[arg(long, value_name = "PRINCIPAL")]
+    producer: Option<String>,
+    /// The auditors' principal (verify, prove).
+    #[arg(long, value_name = "PRINCIPAL")]
+    auditor: Option<String>,
+    /// Let the producer use transactional ids with this prefix.
+    #[arg(long, value_name = "PREFIX", requires = "producer")]
+    producer_transactional_id_prefix: Option<String>,
+    /// Bootstrap servers for kafka-acls (default: the config's).
+    #[arg(long)]
+    bootstrap_server: Option<String>,
+    /// Client properties file with the administrator's credentials (--command-config).
+    #[arg(long)]
+    command_config: Option<String>,
+    /// The kafka-acls executable.
+    #[arg(long, default_value = "kafka-acls.sh")]
+    kafka_acls: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -395,6 +437,7 @@ impl std::error::Error for NotVerified {}
 fn status(config: PathBuf, wait: Option<u64>) -> anyhow::Result<()> {
     let config = auditchain::config::Config::load(&config)
         .with_context(|| format!("loading {}", config.display()))?;
+    auditchain::kafka::check_connection(&config)?;
     let deadline = wait.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
     loop {
         let lag = auditchain::kafka::group_lag(&config)?;
@@ -432,6 +475,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         .with_context(|| format!("loading {}", args.config.display()))?;
     let keys = processor_keys(&args.processor_keys)?;
     let producer_keys = auditchain::keys::KeySet::load(&config.producer_keys.file)?;
+    auditchain::kafka::check_connection(&config)?;
     let options = auditchain::verify::Options {
         partitions: (!args.partition.is_empty()).then(|| args.partition.clone()),
         tenant: args.tenant.clone(),
@@ -682,6 +726,30 @@ read_committed saw {}, read_uncommitted saw {} ({} ms)",
                 report.read_committed.len(),
                 report.committed
             );
+            Ok(())
+        }
+        Command::Acls(args) => {
+            let config = auditchain::config::Config::load(&args.config)
+                .with_context(|| format!("loading {}", args.config.display()))?;
+            anyhow::ensure!(
+                args.processor.is_some() || args.producer.is_some() || args.auditor.is_some(),
+                "name at least one principal: --processor, --producer, --auditor"
+            );
+            let who = auditchain::acls::Principals {
+                processor: args.processor,
+                producer: args.producer,
+                auditor: args.auditor,
+                producer_transactional_id_prefix: args.producer_transactional_id_prefix,
+            };
+            let target = auditchain::acls::Target {
+                command: args.kafka_acls,
+                bootstrap_server: args
+                    .bootstrap_server
+                    .unwrap_or_else(|| config.kafka.bootstrap_servers.clone()),
+                command_config: args.command_config,
+            };
+            debug_assert!(args.print);
+            print!("{}", auditchain::acls::script(&config, &who, &target));
             Ok(())
         }
         Command::Topics {

@@ -5,7 +5,9 @@
 //! The HTTP server serves `/metrics` (Prometheus text), `/healthz`,
 //! `/readyz`, and `POST /admin/pause` / `POST /admin/resume` (stop and
 //! restart consumption without leaving the group — containment during an
-//! incident). It binds to 127.0.0.1 unless configured otherwise.
+//! incident). It binds to 127.0.0.1 unless configured otherwise; the admin
+//! endpoints take a bearer token whenever one is configured, which `run`
+//! requires on any address but loopback ([`crate::auth`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +30,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::auth::AdminAuth;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::kafka::{base_client_config, group_lag, QuietContext};
@@ -337,28 +340,69 @@ async fn resume_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     (StatusCode::ACCEPTED, "resuming\n")
 }
 
+/// Lets an admin request through only with the configured bearer token.
+async fn require_admin_token(
+    State(auth): State<Arc<AdminAuth>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if auth.allows(authorization) {
+        return next.run(request).await;
+    }
+    // The path only: never the header, which may hold a near-miss token.
+    tracing::warn!(
+        path = %request.uri().path(),
+        "refused an admin request without a valid bearer token"
+    );
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            header::WWW_AUTHENTICATE,
+            "Bearer realm=\"auditchain-admin\"",
+        )],
+        "unauthorized: POST /admin/* needs Authorization: Bearer <admin token>\n",
+    )
+        .into_response()
+}
+
 /// Binds `addr` and serves the endpoints on the current tokio runtime;
-/// returns the bound address (useful with port 0).
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<SocketAddr> {
+/// returns the bound address (useful with port 0). `auth` guards
+/// `POST /admin/*`.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, auth: AdminAuth) -> Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::config("http.bind", format!("cannot listen on {addr}: {e}")))?;
     let bound = listener
         .local_addr()
         .map_err(|e| Error::config("http.bind", e.to_string()))?;
+    let guarded = auth.requires_token();
+    let admin = Router::new()
+        .route("/admin/pause", post(pause_handler))
+        .route("/admin/resume", post(resume_handler))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(auth),
+            require_admin_token,
+        ));
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready_handler))
-        .route("/admin/pause", post(pause_handler))
-        .route("/admin/resume", post(resume_handler))
+        .merge(admin)
         .with_state(metrics);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the HTTP endpoint stopped");
         }
     });
-    tracing::info!(address = %bound, "serving /metrics, /healthz, /readyz");
+    tracing::info!(
+        address = %bound,
+        admin_token_required = guarded,
+        "serving /metrics, /healthz, /readyz and POST /admin/*"
+    );
     Ok(bound)
 }
 

@@ -283,11 +283,17 @@ pub fn run_with(
     rt: tokio::runtime::Handle,
     options: RunOptions,
 ) -> Result<RunSummary> {
+    // First: a processor whose admin endpoint anyone could use must not start.
+    let admin_auth = crate::auth::AdminAuth::resolve(
+        &config.http,
+        std::env::var(crate::auth::ADMIN_TOKEN_ENV).ok(),
+    )?;
     let signing_key = load_signing_key(&config.signing.key_file)?;
     let metrics = options.metrics.clone().unwrap_or_else(Metrics::new);
     let address = rt.block_on(crate::metrics::serve(
         config.http.bind,
         Arc::clone(&metrics),
+        admin_auth,
     ))?;
     if let Some(path) = std::env::var_os("AUDITCHAIN_HTTP_ADDRESS_FILE") {
         // Lets a supervisor (or a test) find a port chosen with port 0.
@@ -370,7 +376,7 @@ fn run_sessions(
         input = %config.topics.input,
         group = %config.kafka.group_id,
         transactional_id = %config.transactional_id(),
-        registry = config.schema_registry.as_ref().map(|r| r.url.as_str()).unwrap_or("none (compiled-in schemas)"),
+        registry = config.schema_registry.as_ref().map(|r| r.display_url()).unwrap_or_else(|| "none (compiled-in schemas)".into()),
         producer_keys = keys.current().len(),
         "auditchain starting"
     );

@@ -14,11 +14,20 @@ use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSche
 use crate::config::RegistryConfig;
 use crate::error::{Error, Result};
 
-/// A registry client.
-#[derive(Debug, Clone)]
+/// A registry client. Its `Debug` form shows the URL without credentials.
+#[derive(Clone)]
 pub struct Registry {
     settings: SrSettings,
+    /// For messages: without credentials.
     url: String,
+    /// Strings no message may contain (the password, URL credentials).
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("url", &self.url).finish()
+    }
 }
 
 /// What the registry says about a schema id.
@@ -38,16 +47,36 @@ impl Registry {
         if let Some(user) = &config.username {
             builder.set_basic_authorization(user, config.password.as_deref());
         }
+        // Error texts of the HTTP client may quote the URL: scrub the
+        // password and any credentials in the URL from whatever we report.
+        let mut secrets: Vec<String> = config.password.iter().cloned().collect();
+        if let Some((_, rest)) = config.url.split_once("://") {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            if let Some((userinfo, _)) = authority.rsplit_once('@') {
+                secrets.push(userinfo.to_string());
+                if let Some((_, pass)) = userinfo.split_once(':') {
+                    secrets.push(pass.to_string());
+                }
+            }
+        }
+        secrets.retain(|s| !s.is_empty());
+        let url = config.display_url();
         let settings = builder.build().map_err(|e| {
-            Error::Registry(format!(
-                "configuring the client for {}: {}",
-                config.url, e.error
+            Error::Registry(scrub(
+                &secrets,
+                &format!("configuring the client for {url}: {}", e.error),
             ))
         })?;
         Ok(Registry {
             settings,
-            url: config.url.clone(),
+            url,
+            secrets,
         })
+    }
+
+    /// `message` with every secret of this client replaced.
+    fn scrub(&self, message: &str) -> String {
+        scrub(&self.secrets, message)
     }
 
     /// A client for `url` without authentication.
@@ -88,7 +117,7 @@ impl Registry {
             // quarantined SCHEMA_UNKNOWN. Authentication, timeouts, rate
             // limits and server errors are outages, retried with backoff.
             Err(e) if !e.retriable && is_answer_about_the_id(&describe(&e)) => {
-                tracing::warn!(schema_id = id, error = %describe(&e), "the registry refused this schema id; its records are quarantined SCHEMA_UNKNOWN");
+                tracing::warn!(schema_id = id, error = %self.scrub(&describe(&e)), "the registry refused this schema id; its records are quarantined SCHEMA_UNKNOWN");
                 Ok(Lookup::Unknown)
             }
             Err(e) => Err(self.error(&format!("looking up schema id {id}"), &e)),
@@ -96,8 +125,14 @@ impl Registry {
     }
 
     fn error(&self, what: &str, e: &SRCError) -> Error {
-        Error::Registry(format!("{what} at {}: {}", self.url, describe(e)))
+        Error::Registry(self.scrub(&format!("{what} at {}: {}", self.url, describe(e))))
     }
+}
+
+fn scrub(secrets: &[String], message: &str) -> String {
+    secrets.iter().fold(message.to_string(), |m, s| {
+        m.replace(s.as_str(), crate::config::REDACTED)
+    })
 }
 
 /// Whether a registry error message carries a 4xx status that answers for

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod secure;
 
 use std::time::{Duration, Instant};
 
@@ -58,7 +59,18 @@ pub fn client_config() -> ClientConfig {
 
 /// Creates `topic` with `partitions` partitions and the given topic configs.
 pub async fn create_topic(topic: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = client_config().create().expect("admin client");
+    create_topic_with(&client_config(), topic, partitions, configs).await
+}
+
+/// [`create_topic`] through a client configured by `cc` (another cluster,
+/// or credentials).
+pub async fn create_topic_with(
+    cc: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
+    let admin: AdminClient<DefaultClientContext> = cc.create().expect("admin client");
     // The broker's default replication: 1 on the one-node stack, 3 on three.
     let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
     for (k, v) in configs {
@@ -74,7 +86,7 @@ pub async fn create_topic(topic: &str, partitions: i32, configs: &[(&str, &str)]
     }
     // The controller has created it; wait until the broker's metadata shows
     // every partition with a leader, so clients see it at once.
-    let probe: BaseConsumer = client_config().create().expect("metadata client");
+    let probe: BaseConsumer = cc.create().expect("metadata client");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ready = tokio::task::block_in_place(|| {
@@ -166,11 +178,33 @@ pub struct Fixture {
     pub registry: bool,
     pub partitions: i32,
     pub extra_librdkafka: Vec<(String, String)>,
+    /// The cluster's bootstrap servers (the local stack's unless told).
+    pub bootstrap: String,
 }
 
 impl Fixture {
     /// Creates keys and the input topic with `partitions` partitions.
     pub async fn new(partitions: i32, registry: bool) -> Fixture {
+        Self::new_on(
+            partitions,
+            registry,
+            bootstrap(),
+            Vec::new(),
+            &client_config(),
+        )
+        .await
+    }
+
+    /// [`Fixture::new`] on the cluster at `bootstrap`, the processor's
+    /// clients configured with `librdkafka` (credentials), the input topic
+    /// created through `admin`.
+    pub async fn new_on(
+        partitions: i32,
+        registry: bool,
+        bootstrap: String,
+        librdkafka: Vec<(String, String)>,
+        admin: &ClientConfig,
+    ) -> Fixture {
         // Processor logs go to the test's captured output, shown on failure.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -209,9 +243,10 @@ impl Fixture {
             registry,
             partitions,
             // Production client settings: a test about a setting sets it itself.
-            extra_librdkafka: Vec::new(),
+            extra_librdkafka: librdkafka,
+            bootstrap,
         };
-        create_topic(&f.config("setup").topics.input, partitions, &[]).await;
+        create_topic_with(admin, &f.config("setup").topics.input, partitions, &[]).await;
         f
     }
 
@@ -221,13 +256,18 @@ impl Fixture {
 
     /// The config text of instance `instance_id`.
     pub fn config_text(&self, instance_id: &str) -> String {
+        self.config_text_with(instance_id, &self.extra_librdkafka)
+    }
+
+    /// The config text of instance `instance_id` with these `[librdkafka]`
+    /// properties (another principal's credentials, say).
+    pub fn config_text_with(&self, instance_id: &str, librdkafka: &[(String, String)]) -> String {
         let registry = if self.registry {
             format!("[schema_registry]\nurl = \"{}\"\n", registry_url())
         } else {
             String::new()
         };
-        let librdkafka: String = self
-            .extra_librdkafka
+        let librdkafka: String = librdkafka
             .iter()
             .map(|(k, v)| format!("\"{k}\" = \"{v}\"\n"))
             .collect();
@@ -242,7 +282,7 @@ impl Fixture {
              [processing]\ncommit_interval_ms = 300\nmax_batch_records = 500\nmax_record_bytes = 16384\n\
              [http]\nbind = \"127.0.0.1:0\"\n\
              [librdkafka]\n{librdkafka}",
-            bootstrap = bootstrap(),
+            bootstrap = self.bootstrap,
             group = self.group,
             p = self.prefix,
             key = self.path("processor-1.secret").display(),
@@ -716,11 +756,20 @@ pub fn assert_verified(report: &auditchain::verify::Report) {
 
 /// A plain HTTP/1.0 request to the processor's endpoint: (status, body).
 pub fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
+    http_with(addr, method, path, &[])
+}
+
+/// [`http`] with extra request headers.
+pub fn http_with(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).expect("connect to the HTTP endpoint");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n{extra}\r\n"
     )
     .expect("request");
     let mut response = String::new();
