@@ -143,6 +143,10 @@ pub fn check_connection(config: &Config) -> Result<()> {
     let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
     loop {
         let attempt = probe.fetch_metadata(Some(&config.topics.input), Duration::from_millis(500));
+        if attempt.is_ok() {
+            // Answered: nothing was refused, and start-up pays no more.
+            return Ok(());
+        }
         // Serves the log and error callbacks queued meanwhile (rust-rdkafka
         // routes both through the client's queue; at librdkafka's debug
         // level thousands of log lines can be waiting).
