@@ -43,13 +43,11 @@ final class ChainFormat {
       byte[] sourceTopic,
       int sourcePartition,
       long sourceOffset) {
+    // lp(tenant), u64 seq, prev_hash, digest, lp(topic), u32 partition, u64 offset
+    int size = ENTRY_DOMAIN.length + 4 + tenant.length + 8 + 2 * HASH_LEN;
+    size += 4 + sourceTopic.length + 4 + 8;
     byte[] msg =
-        ByteBuffer.allocate(
-                ENTRY_DOMAIN.length
-                    + 4 + tenant.length
-                    + 8 + HASH_LEN + HASH_LEN
-                    + 4 + sourceTopic.length
-                    + 4 + 8)
+        ByteBuffer.allocate(size)
             .put(ENTRY_DOMAIN)
             .putInt(tenant.length)
             .put(tenant)
@@ -73,13 +71,11 @@ final class ChainFormat {
       byte[] rawValue,
       String reasonCode) {
     byte[] reason = ascii(reasonCode);
+    // lp(topic), u32 partition, u64 offset, H(key), H(value), lp(reason)
+    int size = QUARANTINE_DOMAIN.length + 4 + sourceTopic.length + 4 + 8;
+    size += 2 * HASH_LEN + 4 + reason.length;
     byte[] msg =
-        ByteBuffer.allocate(
-                QUARANTINE_DOMAIN.length
-                    + 4 + sourceTopic.length
-                    + 4 + 8
-                    + HASH_LEN + HASH_LEN
-                    + 4 + reason.length)
+        ByteBuffer.allocate(size)
             .put(QUARANTINE_DOMAIN)
             .putInt(sourceTopic.length)
             .put(sourceTopic)

@@ -78,6 +78,7 @@ final class ChainProcessor implements Processor<byte[], byte[], byte[], Outputs.
       String quarantine,
       ProducerKeys keys,
       Verifier.Kind verifier,
+      int maxValueBytes,
       Counts counts) {
     Serializer<Outputs.Framed> framed = (t, f) -> f.bytes();
     StreamPartitioner<byte[], Outputs.Framed> samePartition =
@@ -87,7 +88,7 @@ final class ChainProcessor implements Processor<byte[], byte[], byte[], Outputs.
         SOURCE, Serdes.ByteArray().deserializer(), Serdes.ByteArray().deserializer(), input);
     topology.addProcessor(
         PROCESSOR,
-        () -> new ChainProcessor(new Checks(keys, verifier.create(keys)), counts),
+        () -> new ChainProcessor(new Checks(keys, verifier.create(keys), maxValueBytes), counts),
         SOURCE);
     topology.addStateStore(
         Stores.keyValueStoreBuilder(

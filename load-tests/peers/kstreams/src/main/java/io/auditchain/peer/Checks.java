@@ -8,6 +8,7 @@ import java.nio.CharBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
+import java.util.List;
 import java.util.Set;
 import org.apache.avro.Schema;
 import org.apache.avro.generic.GenericDatumReader;
@@ -25,26 +26,12 @@ import org.apache.kafka.common.header.Headers;
 final class Checks {
   static final String KEY_ID_HEADER = "auditchain-key-id";
   static final String SIG_HEADER = "auditchain-sig";
+
   /** auditchain's default {@code processing.max_record_bytes}. */
-  static final int MAX_VALUE_BYTES = 1 << 20;
+  static final int DEFAULT_MAX_VALUE_BYTES = 1 << 20;
+
   /** auditchain's default {@code schemas.audit_event_ids}: the ids read as the compiled-in v1. */
   static final Set<Integer> ACCEPTED_SCHEMA_IDS = Set.of(1);
-
-  static {
-    // No string, bytes or collection in a body of at most MAX_VALUE_BYTES can be longer than
-    // that; without these bounds Avro allocates whatever length a corrupt record claims before
-    // finding the body too short. Read once, when Avro first checks a length.
-    for (String p :
-        new String[] {
-          "org.apache.avro.limits.string.maxLength",
-          "org.apache.avro.limits.bytes.maxLength",
-          "org.apache.avro.limits.collectionItems.maxLength"
-        }) {
-      if (System.getProperty(p) == null) {
-        System.setProperty(p, Integer.toString(MAX_VALUE_BYTES));
-      }
-    }
-  }
 
   static final Schema AUDIT_EVENT = schema("AuditEvent.avsc");
 
@@ -58,13 +45,31 @@ final class Checks {
 
   private final ProducerKeys keys;
   private final Verifier verifier;
+  private final int maxValueBytes;
   private final GenericDatumReader<GenericRecord> reader = new GenericDatumReader<>(AUDIT_EVENT);
   private BinaryDecoder decoder;
   private GenericRecord reuse;
 
-  Checks(ProducerKeys keys, Verifier verifier) {
+  Checks(ProducerKeys keys, Verifier verifier, int maxValueBytes) {
     this.keys = keys;
     this.verifier = verifier;
+    this.maxValueBytes = maxValueBytes;
+  }
+
+  /**
+   * No string, bytes or collection in a body of at most {@code maxValueBytes} can be longer than
+   * that; without these bounds Avro allocates whatever length a corrupt record claims before it
+   * finds the body too short. Avro reads them once, on its first length check, so this runs before
+   * the first record is decoded.
+   */
+  static void boundAvroLengths(int maxValueBytes) {
+    for (String p :
+        List.of(
+            "org.apache.avro.limits.string.maxLength",
+            "org.apache.avro.limits.bytes.maxLength",
+            "org.apache.avro.limits.collectionItems.maxLength")) {
+      System.setProperty(p, Integer.toString(maxValueBytes));
+    }
   }
 
   static Schema schema(String resource) {
@@ -120,9 +125,9 @@ final class Checks {
     }
     // 2. OVERSIZED
     int length = value == null ? 0 : value.length;
-    if (length > MAX_VALUE_BYTES) {
+    if (length > maxValueBytes) {
       return quarantine(
-          Reason.OVERSIZED, "value is " + length + " bytes, the bound is " + MAX_VALUE_BYTES);
+          Reason.OVERSIZED, "value is " + length + " bytes, the bound is " + maxValueBytes);
     }
     // 3. DECODE_FAILED: framing
     if (value == null) {
@@ -136,7 +141,8 @@ final class Checks {
     int schemaId = ByteBuffer.wrap(value, 1, 4).getInt();
     if (!ACCEPTED_SCHEMA_IDS.contains(schemaId)) {
       return quarantine(
-          Reason.SCHEMA_UNKNOWN, "schema id " + Integer.toUnsignedString(schemaId) + " is not known");
+          Reason.SCHEMA_UNKNOWN,
+          "schema id " + Integer.toUnsignedString(schemaId) + " is not known");
     }
     // 5. DECODE_FAILED: body, every byte of it
     GenericRecord event;
@@ -145,7 +151,8 @@ final class Checks {
       event = reader.read(reuse, decoder);
       reuse = event;
       if (!decoder.isEnd()) {
-        return quarantine(Reason.DECODE_FAILED, "not an AuditEvent: bytes left over after the Avro body");
+        return quarantine(
+            Reason.DECODE_FAILED, "not an AuditEvent: bytes left over after the Avro body");
       }
     } catch (IOException | RuntimeException e) {
       return quarantine(Reason.DECODE_FAILED, "not an AuditEvent: avro body: " + e);
@@ -202,8 +209,7 @@ final class Checks {
     }
     // 11. SIGNATURE_INVALID
     if (sig.length != 64) {
-      return quarantine(
-          Reason.SIGNATURE_INVALID, "signature is " + sig.length + " bytes, not 64");
+      return quarantine(Reason.SIGNATURE_INVALID, "signature is " + sig.length + " bytes, not 64");
     }
     if (!verifier.verify(keyId, ChainFormat.eventMsg(key, value), sig)) {
       return quarantine(

@@ -9,16 +9,13 @@ package io.auditchain.peer;
  */
 final class Ed25519Strict {
   /** The group order L, little-endian. */
-  private static final byte[] L = {
-    (byte) 0xed, (byte) 0xd3, (byte) 0xf5, (byte) 0x5c, (byte) 0x1a, (byte) 0x63, (byte) 0x12,
-    (byte) 0x58, (byte) 0xd6, (byte) 0x9c, (byte) 0xf7, (byte) 0xa2, (byte) 0xde, (byte) 0xf9,
-    (byte) 0xde, (byte) 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (byte) 0x10
-  };
+  private static final byte[] L =
+      hex("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010");
 
   /**
-   * Every encoding of a point of order 1, 2, 4 or 8, the sign bit left out (libsodium's
-   * {@code has_small_order} list): y = 0, 1, the two order-8 y values, p - 1, and the
-   * non-canonical p and p + 1.
+   * Every encoding of a point of order 1, 2, 4 or 8, the sign bit left out (libsodium's {@code
+   * has_small_order} list): y = 0, 1, the two order-8 y values, p - 1, and the non-canonical p and
+   * p + 1.
    */
   private static final byte[][] SMALL_ORDER = {
     hex("0000000000000000000000000000000000000000000000000000000000000000"),

@@ -1,5 +1,6 @@
 package io.auditchain.peer;
 
+import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -35,24 +36,24 @@ public final class Main {
   static final Verifier.Kind DEFAULT_VERIFIER = Verifier.Kind.BC;
 
   static final String USAGE =
-      String.join(
-          "\n",
-          "usage: java -jar kstreams-peer.jar --bootstrap HOST:PORT --input TOPIC --output TOPIC",
-          "           --quarantine TOPIC --application-id ID --producer-keys PATH",
-          "           [--threads N] [--commit-interval-ms N] [--state-dir DIR] [--verifier jdk|bc]",
-          "       java -jar kstreams-peer.jar --bench-verify N",
-          "",
-          "  --threads N             num.stream.threads (default 1, the Kafka Streams default)",
-          "  --commit-interval-ms N  commit.interval.ms (default: Kafka Streams' 100 under exactly-once)",
-          "  --state-dir DIR         state.dir (default: Kafka Streams' ${java.io.tmpdir}/kafka-streams)",
-          "  --verifier jdk|bc       Ed25519 verifier (default " + defaultVerifierName() + ")",
-          "  --bench-verify N        verify N signed events with each verifier and print verifications/s");
+      """
+      usage: java -jar kstreams-peer.jar --bootstrap HOST:PORT --input TOPIC --output TOPIC
+                 --quarantine TOPIC --application-id ID --producer-keys PATH
+                 [--threads N] [--commit-interval-ms N] [--state-dir DIR]
+                 [--verifier jdk|bc] [--max-value-bytes N]
+             java -jar kstreams-peer.jar --bench-verify N
+
+        --threads N             num.stream.threads (default 1, the Kafka Streams default)
+        --commit-interval-ms N  commit.interval.ms (default: Streams' 100 under exactly-once)
+        --state-dir DIR         state.dir (default: Streams' ${java.io.tmpdir}/kafka-streams)
+        --verifier jdk|bc       Ed25519 verifier (default %s)
+        --max-value-bytes N     larger input values are quarantined OVERSIZED (default
+                                1048576, auditchain's processing.max_record_bytes default)
+        --bench-verify N        verify N signed events with each verifier, print the rates
+      """
+          .formatted(DEFAULT_VERIFIER.name().toLowerCase(Locale.ROOT));
 
   private Main() {}
-
-  private static String defaultVerifierName() {
-    return DEFAULT_VERIFIER.name().toLowerCase(Locale.ROOT);
-  }
 
   record Options(
       String bootstrap,
@@ -65,14 +66,24 @@ public final class Main {
       Integer commitIntervalMs,
       String stateDir,
       Verifier.Kind verifier,
+      int maxValueBytes,
       Integer benchVerify) {
 
     static Options parse(String[] args) {
       Map<String, String> values = new HashMap<>();
       List<String> known =
           List.of(
-              "--bootstrap", "--input", "--output", "--quarantine", "--application-id",
-              "--producer-keys", "--threads", "--commit-interval-ms", "--state-dir", "--verifier",
+              "--bootstrap",
+              "--input",
+              "--output",
+              "--quarantine",
+              "--application-id",
+              "--producer-keys",
+              "--threads",
+              "--commit-interval-ms",
+              "--state-dir",
+              "--verifier",
+              "--max-value-bytes",
               "--bench-verify");
       for (int i = 0; i < args.length; i++) {
         String flag = args[i];
@@ -91,12 +102,16 @@ public final class Main {
       }
       Integer bench = optionalInt(values, "--bench-verify", 1);
       if (bench != null) {
-        return new Options(null, null, null, null, null, null, 1, null, null, null, bench);
+        return new Options(null, null, null, null, null, null, 1, null, null, null, 0, bench);
       }
       List<String> missing = new ArrayList<>();
       for (String required :
           List.of(
-              "--bootstrap", "--input", "--output", "--quarantine", "--application-id",
+              "--bootstrap",
+              "--input",
+              "--output",
+              "--quarantine",
+              "--application-id",
               "--producer-keys")) {
         if (!values.containsKey(required)) {
           missing.add(required);
@@ -106,6 +121,7 @@ public final class Main {
         throw new UsageException("missing " + String.join(", ", missing));
       }
       Integer threads = optionalInt(values, "--threads", 1);
+      Integer maxValueBytes = optionalInt(values, "--max-value-bytes", 1);
       String verifier = values.get("--verifier");
       return new Options(
           values.get("--bootstrap"),
@@ -118,6 +134,7 @@ public final class Main {
           optionalInt(values, "--commit-interval-ms", 0),
           values.get("--state-dir"),
           verifier == null ? DEFAULT_VERIFIER : Verifier.Kind.parse(verifier),
+          maxValueBytes == null ? Checks.DEFAULT_MAX_VALUE_BYTES : maxValueBytes,
           null);
     }
 
@@ -154,7 +171,7 @@ public final class Main {
       if (e.getMessage() != null) {
         System.err.println("error: " + e.getMessage());
       }
-      System.err.println(USAGE);
+      System.err.print(USAGE);
       System.exit(e.getMessage() == null ? 0 : 2);
       return;
     }
@@ -162,7 +179,18 @@ public final class Main {
       VerifyBench.run(options.benchVerify(), System.out);
       return;
     }
-    System.exit(run(options));
+    int status;
+    try {
+      status = run(options);
+    } catch (IOException
+        | ExecutionException
+        | IllegalArgumentException
+        | IllegalStateException e) {
+      // Start-up failures (key file, topics): one line, not a stack trace.
+      log.error("cannot start: {}", e.toString());
+      status = 1;
+    }
+    System.exit(status);
   }
 
   static Properties streamsConfig(Options o) {
@@ -182,12 +210,19 @@ public final class Main {
 
   private static int run(Options o) throws Exception {
     ProducerKeys keys = ProducerKeys.load(o.producerKeys());
+    Checks.boundAvroLengths(o.maxValueBytes());
     ensureOutputTopics(o);
     ChainProcessor.Counts counts = new ChainProcessor.Counts();
     KafkaStreams streams =
         new KafkaStreams(
             ChainProcessor.topology(
-                o.input(), o.output(), o.quarantine(), keys, o.verifier(), counts),
+                o.input(),
+                o.output(),
+                o.quarantine(),
+                keys,
+                o.verifier(),
+                o.maxValueBytes(),
+                counts),
             streamsConfig(o));
     CountDownLatch stopped = new CountDownLatch(1);
     streams.setStateListener(
@@ -225,7 +260,7 @@ public final class Main {
                       counts.chained.sum(),
                       counts.quarantined.sum());
                   // A SIGTERM otherwise ends the JVM with status 143 however clean the close;
-                  // auditchain exits 0 after a clean stop, and the load scripts treat both alike.
+                  // auditchain exits 0 after a clean stop, so a script checks both alike.
                   Runtime.getRuntime().halt(closed && !failed.get() ? 0 : 1);
                 },
                 "shutdown"));
@@ -250,11 +285,12 @@ public final class Main {
   }
 
   /**
-   * Creates the output and quarantine topics with the input's partition count if they are
-   * missing, as auditchain does at start-up; records go to the input record's partition number,
-   * so existing ones need at least as many partitions.
+   * Creates the output and quarantine topics with the input's partition count if they are missing,
+   * as auditchain does at start-up; records go to the input record's partition number, so existing
+   * ones need at least as many partitions.
    */
-  private static void ensureOutputTopics(Options o) throws ExecutionException, InterruptedException {
+  private static void ensureOutputTopics(Options o)
+      throws ExecutionException, InterruptedException {
     Properties p = new Properties();
     p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, o.bootstrap());
     try (Admin admin = Admin.create(p)) {
@@ -267,7 +303,8 @@ public final class Main {
         if (have < 0) {
           try {
             admin
-                .createTopics(List.of(new NewTopic(topic, Optional.of(partitions), Optional.empty())))
+                .createTopics(
+                    List.of(new NewTopic(topic, Optional.of(partitions), Optional.empty())))
                 .all()
                 .get();
             log.info("created topic {} with {} partitions", topic, partitions);
@@ -278,7 +315,12 @@ public final class Main {
           }
         } else if (have < partitions) {
           throw new IllegalStateException(
-              "topic " + topic + " has " + have + " partitions, fewer than the input's " + partitions);
+              "topic "
+                  + topic
+                  + " has "
+                  + have
+                  + " partitions, fewer than the input's "
+                  + partitions);
         }
       }
     }

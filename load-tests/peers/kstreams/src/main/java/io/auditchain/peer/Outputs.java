@@ -24,8 +24,10 @@ import org.apache.kafka.common.header.Headers;
 final class Outputs {
   static final int CHAINED_SCHEMA_ID = 2;
   static final int QUARANTINE_SCHEMA_ID = 3;
+
   /** The peer writes no anchors, so no record is covered by one. */
   static final long NO_ANCHOR = -1;
+
   /** auditchain's {@code MAX_DETAIL_BYTES}: a detail can quote the input, so it is bounded. */
   static final int MAX_DETAIL_BYTES = 1024;
 

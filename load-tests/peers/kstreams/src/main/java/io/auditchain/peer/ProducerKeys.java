@@ -94,8 +94,7 @@ final class ProducerKeys {
     for (int i = 0; i < entries.size(); i++) {
       Key key = toKey(entries.get(i), origin + ": keys[" + i + "]");
       if (keys.put(key.keyId(), key) != null) {
-        throw new IllegalArgumentException(
-            origin + ": key id `" + key.keyId() + "` appears twice");
+        throw new IllegalArgumentException(origin + ": key id `" + key.keyId() + "` appears twice");
       }
     }
     return new ProducerKeys(keys);

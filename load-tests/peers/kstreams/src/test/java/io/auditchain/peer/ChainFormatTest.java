@@ -28,8 +28,10 @@ class ChainFormatTest {
       assertArrayEquals(hex(e.get("event_digest")), digest, "event_digest " + e);
       String chain =
           e.get("tenant_id").asText()
-              + "/" + e.get("source_topic").asText()
-              + "/" + e.get("source_partition").asInt();
+              + "/"
+              + e.get("source_topic").asText()
+              + "/"
+              + e.get("source_partition").asInt();
       byte[] prev = heads.getOrDefault(chain, ChainFormat.ZERO_HASH);
       assertArrayEquals(hex(e.get("prev_hash")), prev, "prev_hash links " + e);
       byte[] entry =

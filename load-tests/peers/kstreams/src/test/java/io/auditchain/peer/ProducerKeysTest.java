@@ -17,15 +17,21 @@ class ProducerKeysTest {
             "# producers\n"
                 + "[[keys]]\n"
                 + "key_id = \"load-producer\"\n"
-                + "public_key = \"" + PK + "\"\n"
+                + "public_key = \""
+                + PK
+                + "\"\n"
                 + "\n"
                 + "[[keys]]\n"
                 + "key_id = \"old\"   # rotated out\n"
-                + "public_key = \"" + PK + "\"\n"
+                + "public_key = \""
+                + PK
+                + "\"\n"
                 + "revoked = true\n"
                 + "[[keys]]\n"
                 + "key_id = \"bound\"\n"
-                + "public_key = \"" + PK + "\"\n"
+                + "public_key = \""
+                + PK
+                + "\"\n"
                 + "tenants = [\"acme\", \"globex\"]\n",
             "t");
     assertEquals(3, keys.all().size());
@@ -42,7 +48,9 @@ class ProducerKeysTest {
         () -> ProducerKeys.parse("[[keys]]\nkey_id = \"x\"\npublic_key = \"abcd\"\n", "t"));
     assertThrows(
         IllegalArgumentException.class,
-        () -> ProducerKeys.parse("[[keys]]\nkey_id = \"x\"\npublic_key = \"" + PK + "\"\ncolour = \"red\"\n", "t"));
+        () ->
+            ProducerKeys.parse(
+                "[[keys]]\nkey_id = \"x\"\npublic_key = \"" + PK + "\"\ncolour = \"red\"\n", "t"));
     IllegalArgumentException twice =
         assertThrows(
             IllegalArgumentException.class,

@@ -32,7 +32,9 @@ class StrictnessTest {
       sig[32 + i] = (byte) sum;
       carry = sum >> 8;
     }
-    assertFalse(kind.create(Vectors.producerKeys()).verify("producer-test", hex(event().get("event_msg")), sig));
+    assertFalse(
+        kind.create(Vectors.producerKeys())
+            .verify("producer-test", hex(event().get("event_msg")), sig));
   }
 
   @ParameterizedTest
@@ -66,7 +68,8 @@ class StrictnessTest {
     negatedIdentity[31] = (byte) 0x80;
     assertTrue(Ed25519Strict.isSmallOrder(negatedIdentity));
     assertFalse(Ed25519Strict.isSmallOrder(hex(ROOT.get("producer_public_key"))));
-    byte[] p = HexFormat.of().parseHex("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f");
+    byte[] p =
+        HexFormat.of().parseHex("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f");
     assertFalse(Ed25519Strict.isCanonicalPoint(p, 0));
     p[0] = (byte) 0xec;
     assertTrue(Ed25519Strict.isCanonicalPoint(p, 0));

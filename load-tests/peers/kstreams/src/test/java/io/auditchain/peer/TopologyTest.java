@@ -33,14 +33,15 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The vectors' input partition (offsets 0-7 of audit.events partition 0: six signed events of two
- * tenants, a record with an empty key, one that is not Avro) through the real topology: the
- * chained records carry the vectors' seq, prev_hash, event_digest and entry_hash, the quarantined
- * ones the vectors' reason and quarantine_hash, and a chain continues from the state store.
+ * tenants, a record with an empty key, one that is not Avro) through the real topology: the chained
+ * records carry the vectors' seq, prev_hash, event_digest and entry_hash, the quarantined ones the
+ * vectors' reason and quarantine_hash, and a chain continues from the state store.
  */
 class TopologyTest {
   @TempDir Path stateDir;
 
-  private static GenericRecord decode(byte[] framed, int schemaId, Schema schema) throws IOException {
+  private static GenericRecord decode(byte[] framed, int schemaId, Schema schema)
+      throws IOException {
     assertEquals(0, framed[0]);
     assertEquals(schemaId, ByteBuffer.wrap(framed, 1, 4).getInt());
     return new GenericDatumReader<GenericRecord>(schema)
@@ -53,7 +54,8 @@ class TopologyTest {
 
   private static byte[] bytes(GenericRecord r, String field) {
     ByteBuffer b = (ByteBuffer) r.get(field);
-    return Arrays.copyOfRange(b.array(), b.arrayOffset() + b.position(), b.arrayOffset() + b.limit());
+    return Arrays.copyOfRange(
+        b.array(), b.arrayOffset() + b.position(), b.arrayOffset() + b.limit());
   }
 
   @Test
@@ -67,22 +69,40 @@ class TopologyTest {
     Properties props =
         Main.streamsConfig(
             new Main.Options(
-                "unused:9092", "audit.events", "audit.chained", "audit.quarantine", "peer-test",
-                keyFile, 1, null, stateDir.resolve("state").toString(), Main.DEFAULT_VERIFIER, null));
+                "unused:9092",
+                "audit.events",
+                "audit.chained",
+                "audit.quarantine",
+                "peer-test",
+                keyFile,
+                1,
+                null,
+                stateDir.resolve("state").toString(),
+                Main.DEFAULT_VERIFIER,
+                Checks.DEFAULT_MAX_VALUE_BYTES,
+                null));
     props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
     ProducerKeys keys = ProducerKeys.load(keyFile);
     try (TopologyTestDriver driver =
         new TopologyTestDriver(
             ChainProcessor.topology(
-                "audit.events", "audit.chained", "audit.quarantine", keys, Main.DEFAULT_VERIFIER,
+                "audit.events",
+                "audit.chained",
+                "audit.quarantine",
+                keys,
+                Main.DEFAULT_VERIFIER,
+                Checks.DEFAULT_MAX_VALUE_BYTES,
                 new ChainProcessor.Counts()),
             props)) {
       TestInputTopic<byte[], byte[]> in =
-          driver.createInputTopic("audit.events", new ByteArraySerializer(), new ByteArraySerializer());
+          driver.createInputTopic(
+              "audit.events", new ByteArraySerializer(), new ByteArraySerializer());
       TestOutputTopic<byte[], byte[]> chained =
-          driver.createOutputTopic("audit.chained", new ByteArrayDeserializer(), new ByteArrayDeserializer());
+          driver.createOutputTopic(
+              "audit.chained", new ByteArrayDeserializer(), new ByteArrayDeserializer());
       TestOutputTopic<byte[], byte[]> quarantined =
-          driver.createOutputTopic("audit.quarantine", new ByteArrayDeserializer(), new ByteArrayDeserializer());
+          driver.createOutputTopic(
+              "audit.quarantine", new ByteArrayDeserializer(), new ByteArrayDeserializer());
 
       List<JsonNode> entries = new ArrayList<>();
       ROOT.get("entries").forEach(entries::add);
@@ -108,7 +128,8 @@ class TopologyTest {
               new TestRecord<>(Vectors.utf8(n.get("tenant_id")), value, headers, timestamp));
         } else {
           in.pipeInput(
-              new TestRecord<>(hex(n.get("raw_key")), hex(n.get("raw_value")), new RecordHeaders(), timestamp));
+              new TestRecord<>(
+                  hex(n.get("raw_key")), hex(n.get("raw_value")), new RecordHeaders(), timestamp));
         }
       }
 
@@ -124,9 +145,12 @@ class TopologyTest {
         assertEquals("audit.events", r.get("source_topic").toString());
         assertEquals(0, r.get("source_partition"));
         assertEquals(e.get("source_offset").asLong(), r.get("source_offset"));
-        assertEquals(1_764_000_000_000L + e.get("source_offset").asLong(), r.get("source_timestamp_ms"));
+        assertEquals(
+            1_764_000_000_000L + e.get("source_offset").asLong(), r.get("source_timestamp_ms"));
         assertEquals("producer-test", r.get("key_id").toString());
-        assertArrayEquals(signatureOf(e.get("tenant_id").asText(), hex(e.get("value"))), bytes(r, "producer_sig"));
+        assertArrayEquals(
+            signatureOf(e.get("tenant_id").asText(), hex(e.get("value"))),
+            bytes(r, "producer_sig"));
         assertArrayEquals(hex(e.get("value")), bytes(r, "event"));
         assertEquals(Outputs.NO_ANCHOR, r.get("anchor_seq"));
       }
@@ -136,7 +160,8 @@ class TopologyTest {
         if (q.get("source_offset").asInt() >= byOffset.length) {
           continue;
         }
-        GenericRecord r = decode(quarantined.readValue(), Outputs.QUARANTINE_SCHEMA_ID, Outputs.QUARANTINE);
+        GenericRecord r =
+            decode(quarantined.readValue(), Outputs.QUARANTINE_SCHEMA_ID, Outputs.QUARANTINE);
         assertEquals(q.get("reason_code").asText(), r.get("reason").toString());
         assertEquals(q.get("source_offset").asLong(), r.get("source_offset"));
         assertArrayEquals(hex(q.get("quarantine_hash")), fixed(r, "quarantine_hash"));
