@@ -21,11 +21,13 @@ async fn thirty_thousand_long_tenant_ids_in_one_partition_do_not_stall() {
     let produced = fx.produce(&spec).await;
     assert_eq!(produced.records.len(), 30_000);
     // The production record bound (the fixture's smaller batches would keep
-    // every anchor small). The commit interval is long so that the anchor
-    // limit, not how fast this machine chains, is what closes a
-    // transaction before its 10,000 records.
+    // every anchor small). The commit interval is long (and the transaction
+    // timeout above it, as `validate` requires) so that the anchor limit,
+    // not how fast this machine chains, is what closes a transaction before
+    // its 10,000 records.
     let mut config = fx.config("anchors-1");
-    config.processing.commit_interval_ms = 20_000;
+    config.kafka.transaction_timeout_ms = 60_000;
+    config.processing.commit_interval_ms = 30_000;
     config.processing.max_batch_records = 10_000;
     let running = fx.start_config(
         config,
