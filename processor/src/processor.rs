@@ -577,10 +577,11 @@ fn poll_batch<'c>(
 }
 
 /// Routes a batch on the verification pool in chunks while this thread
-/// first commits the open transaction if it is due, then writes each chunk
-/// as soon as it is routed, so the pool routes chunk n+1 while chunk n is
-/// written (neither the commit's round trips nor the writing leave the
-/// cores idle). An error aborts (and rewinds) or ends the session. No poll
+/// writes each chunk as soon as it is routed, so the pool routes chunk n+1
+/// while chunk n is written, and commits the open transaction between two
+/// chunks as soon as it is due (neither the commit's round trips nor the
+/// writing leave the cores idle, and a due commit waits for one chunk at
+/// most, not a whole batch). An error aborts (and rewinds) or ends the session. No poll
 /// runs in between, so nothing can move a partition under the routed
 /// records; an abort mid-batch drops the rest (they are fetched again).
 fn process_batch(
@@ -608,11 +609,14 @@ fn process_batch(
                     routed = router.route(batch, chunk, &catalog.decoders, &current_keys);
                 });
             }
-            step = match waiting.take() {
-                Some(ready) => write_routed(consumer, &mut eng, batch, ready),
-                None if eng.txn_due() => commit(consumer, &mut eng, CommitCause::Due),
-                None => Ok(()),
-            };
+            if let Some(ready) = waiting.take() {
+                step = write_routed(consumer, &mut eng, batch, ready);
+            }
+            // Due in the middle of a batch: commit now, while the next
+            // chunk is routed, rather than after the whole batch.
+            if step.is_ok() && eng.txn_due() {
+                step = commit(consumer, &mut eng, CommitCause::Due);
+            }
         });
         if let Err(e) = step {
             return handle(e, &mut eng);
