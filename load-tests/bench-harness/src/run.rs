@@ -176,6 +176,12 @@ pub struct ScalePoint {
     pub payload: usize,
     /// The drain.
     pub drain: Drain,
+    /// After the drain, a restart of one instance: process start to its
+    /// "partitions restored" log line (so process start and the group join
+    /// are included: an upper bound on the restore itself). Tenant points only.
+    pub restart_restored_s: Option<f64>,
+    /// RSS of that restarted instance once restored, MiB.
+    pub restart_rss_mib: Option<f64>,
 }
 
 /// Everything measured.
@@ -637,9 +643,23 @@ impl Bench {
         let pids = running.pids();
         let deadline = t0 + Duration::from_secs(180 + (high as u64) / 500);
         let mut start: Option<Mark> = None;
+        let mut errors = 0u32;
         let end = loop {
             running.check_alive(label)?;
-            let committed = committed_sum(&reader, input, n)?;
+            // The group's coordinator is found (or moves) while the system
+            // starts: NotCoordinator and the like are asked again.
+            let committed = match committed_sum(&reader, input, n) {
+                Ok(c) => c,
+                Err(e) if errors < 200 => {
+                    errors += 1;
+                    if errors == 1 {
+                        eprintln!("bench: {label}: {e:#}; asking again");
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let mark = Mark {
                 at: Instant::now(),
                 committed,
@@ -718,6 +738,44 @@ impl Bench {
         }
         d.verify = Some(v);
         Ok(d)
+    }
+
+    /// Starts one auditchain instance on `t` again (its trail complete) and
+    /// times it to its "partitions restored" log line; then its RSS.
+    fn restart(&mut self, t: &Topics, label: &str) -> Result<(Option<f64>, Option<f64>)> {
+        let sut = Sut::Auditchain {
+            config: t.config.clone(),
+            instances: 1,
+        };
+        let label = format!("{label}-restart");
+        let t0 = Instant::now();
+        let mut running = self.spawn(&sut, &label)?;
+        let log = running.logs.first().cloned().unwrap_or_default();
+        let deadline = t0 + Duration::from_secs(120);
+        let restored = loop {
+            running.check_alive(&label)?;
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("partitions restored") {
+                break Some(t0.elapsed().as_secs_f64());
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            // Polling a log file; nothing to block on.
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let rss = running
+            .pids()
+            .first()
+            .and_then(|p| procstat::status_mib(*p, "VmRSS"));
+        running.stop()?;
+        match restored {
+            Some(s) => eprintln!("bench: {label}: restored {s:.2} s after start, RSS {rss:?} MiB"),
+            None => self.note(format!(
+                "{label}: no \"partitions restored\" line within 120 s"
+            )),
+        }
+        Ok((restored, rss))
     }
 
     fn peer_available(&mut self) -> bool {
@@ -865,14 +923,15 @@ impl Bench {
                 p999_ms: percentile(&lat, 0.999),
                 max_ms: lat.last().copied(),
             };
+            let ms = |v: Option<f64>| v.map_or("?".into(), |v| format!("{v:.0}"));
             eprintln!(
-                "bench: {name} {:.0}% ({:.0}/s): p50 {:?} p99 {:?} p99.9 {:?} max {:?} ms, {} samples",
+                "bench: {name} {:.0}% ({:.0}/s): p50 {} p99 {} p99.9 {} max {} ms, {} samples",
                 fraction * 100.0,
                 step.offered_per_s,
-                step.p50_ms.map(f64::round),
-                step.p99_ms.map(f64::round),
-                step.p999_ms.map(f64::round),
-                step.max_ms.map(f64::round),
+                ms(step.p50_ms),
+                ms(step.p99_ms),
+                ms(step.p999_ms),
+                ms(step.max_ms),
                 step.samples
             );
             steps.push(step);
@@ -1115,6 +1174,8 @@ fn scale(b: &mut Bench, base: &Drain) -> Result<Vec<ScalePoint>> {
                 partitions,
                 payload,
                 drain,
+                restart_restored_s: None,
+                restart_rss_mib: None,
             }
         };
     let mut out = vec![
@@ -1170,15 +1231,11 @@ fn scale(b: &mut Bench, base: &Drain) -> Result<Vec<ScalePoint>> {
         let events = o.events.max(2 * n as u64);
         let t = b.backlog(&name, o.partitions, events, n, o.payload)?;
         let d = b.auditchain_drain(&t, 1, &name)?;
-        out.push(point(
-            "tenants",
-            n as u64,
-            d,
-            events,
-            n,
-            o.partitions,
-            o.payload,
-        ));
+        let (restored, rss) = b.restart(&t, &name)?;
+        let mut p = point("tenants", n as u64, d, events, n, o.partitions, o.payload);
+        p.restart_restored_s = restored;
+        p.restart_rss_mib = rss;
+        out.push(p);
     }
     for &p in parts {
         let name = format!("scale-partitions-{p}");
