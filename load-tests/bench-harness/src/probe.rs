@@ -4,10 +4,14 @@
 //!
 //! * [`Mode::First`] notes when the first record became visible, then stops
 //!   reading (reading the whole drain would take broker CPU from the run).
-//! * [`Mode::Latency`] decodes every `ChainedRecord` (Confluent-framed Avro,
-//!   the processor's own decoder) and records `now − source_timestamp_ms`:
-//!   produce time (the input record's timestamp, set by the producer when
-//!   it sent it) to visible.
+//! * [`Mode::Latency`] decodes every `ChainedRecord` (Confluent-framed Avro
+//!   against the processor's compiled-in `ChainedRecord.avsc`) and records
+//!   `now − source_timestamp_ms`: produce time (the input record's
+//!   timestamp, set by the producer when it sent it) to visible. It decodes
+//!   with the schema, not with `records::ChainedRecord::decode`, whose
+//!   auditchain-specific checks (no negative `anchor_seq`) the Kafka
+//!   Streams peer's records (anchor_seq -1: it writes no anchors) fail;
+//!   both systems' records cost the probe the same.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,8 +19,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::types::Value;
 use auditchain::kafka::QuietContext;
-use auditchain::records::ChainedRecord;
+use auditchain::schema::{schemas, split_frame};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -131,6 +137,18 @@ impl Drop for Probe {
     }
 }
 
+/// The `source_timestamp_ms` of a framed `ChainedRecord`.
+fn source_timestamp(reader: &GenericDatumReader<'_>, value: &[u8]) -> Option<i64> {
+    let (_, mut body) = split_frame(value)?;
+    let Value::Record(fields) = reader.read_value(&mut body).ok()? else {
+        return None;
+    };
+    fields.into_iter().find_map(|(name, v)| match v {
+        Value::Long(t) if name == "source_timestamp_ms" => Some(t),
+        _ => None,
+    })
+}
+
 fn read(
     consumer: &BaseConsumer<QuietContext>,
     mode: Mode,
@@ -138,6 +156,9 @@ fn read(
     seen: &Seen,
 ) -> Result<()> {
     let mut local: Vec<Sample> = Vec::new();
+    let reader = GenericDatumReader::builder(&schemas().chained_record)
+        .build()
+        .context("building a ChainedRecord reader")?;
     while !stop.load(Ordering::Relaxed) {
         let Some(result) = consumer.poll(Duration::from_millis(50)) else {
             continue;
@@ -153,12 +174,12 @@ fn read(
         seen.records.fetch_add(1, Ordering::Relaxed);
         match mode {
             Mode::First => return Ok(()),
-            Mode::Latency => match m.payload().map(ChainedRecord::decode) {
-                Some(Ok(r)) => local.push(Sample {
-                    source_ms: r.source_timestamp_ms,
-                    latency_ms: at - r.source_timestamp_ms as f64,
+            Mode::Latency => match m.payload().and_then(|v| source_timestamp(&reader, v)) {
+                Some(t) => local.push(Sample {
+                    source_ms: t,
+                    latency_ms: at - t as f64,
                 }),
-                _ => {
+                None => {
                     seen.undecodable.fetch_add(1, Ordering::Relaxed);
                 }
             },
