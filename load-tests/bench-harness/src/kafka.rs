@@ -24,8 +24,11 @@ pub fn client(bootstrap: &str, client_id: &str) -> ClientConfig {
     cc
 }
 
-/// Creates each `(topic, partitions, configs)` that does not exist yet.
-pub fn create_topics(bootstrap: &str, topics: &[(&str, i32, &[(&str, &str)])]) -> Result<()> {
+/// A topic to create: name, partitions, topic configs.
+pub type TopicSpec<'a> = (&'a str, i32, &'a [(&'a str, &'a str)]);
+
+/// Creates each topic that does not exist yet.
+pub fn create_topics(bootstrap: &str, topics: &[TopicSpec<'_>]) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = client(bootstrap, "auditchain-bench-admin")
         .create()
         .context("creating an admin client")?;

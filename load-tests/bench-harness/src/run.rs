@@ -13,7 +13,9 @@ use anyhow::{bail, Context, Result};
 use auditchain_producer::SigningKey;
 use serde::Serialize;
 
-use crate::kafka::{committed_sum, create_topics, high_watermarks, offsets_reader, partitions};
+use crate::kafka::{
+    committed_sum, create_topics, high_watermarks, offsets_reader, partitions, TopicSpec,
+};
 use crate::pace::Pacer;
 use crate::probe::{Mode, Probe};
 use crate::procstat::{self, Machine};
@@ -809,7 +811,7 @@ impl Bench {
         )
         .to_string();
         let configs: [(&str, &str); 1] = [("max.message.bytes", &max)];
-        let specs: Vec<(&str, i32, &[(&str, &str)])> = topics
+        let specs: Vec<TopicSpec<'_>> = topics
             .iter()
             .map(|t| (*t, partitions, &configs[..]))
             .collect();
