@@ -159,7 +159,7 @@ pub fn table(r: &Results) -> String {
         let _ = writeln!(t, "\nScaling (auditchain, one dimension at a time):\n");
         let _ = writeln!(
             t,
-            "| dimension | value | backlog events | steady events/s | MB/s of payload | start-up s | peak RSS MiB | restart → restored s (RSS MiB) | verify |"
+            "| dimension | value | backlog events | steady events/s | MB/s of payload | start-up s | peak RSS MiB | restart: restore s / start → restored s (RSS MiB) | verify |"
         );
         let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
         for p in &r.scaling {
@@ -168,8 +168,8 @@ pub fn table(r: &Results) -> String {
                 .steady_per_s
                 .map(|rate| rate * p.payload as f64 / 1e6);
             let restart = match (p.restart_restored_s, p.restart_rss_mib) {
-                (Some(s), Some(m)) => format!("{s:.2} ({m:.0})"),
-                (Some(s), None) => format!("{s:.2}"),
+                (Some(s), Some(m)) => format!("{} / {s:.2} ({m:.0})", num(p.restart_restore_s, 2)),
+                (Some(s), None) => format!("{} / {s:.2}", num(p.restart_restore_s, 2)),
                 _ => "–".into(),
             };
             let _ = writeln!(
@@ -303,12 +303,18 @@ fn targets(r: &Results) -> Vec<Target> {
             format!("{peak:.0} MiB"),
             Some(peak <= 256.0),
         ));
-        if let Some(s) = p.restart_restored_s {
-            out.push((
+        match (p.restart_restore_s, p.restart_restored_s) {
+            (Some(s), _) => out.push((
+                "100,000 tenants: restore ≤ 3 s (as the restarted processor reports it)".into(),
+                format!("{s:.2} s"),
+                Some(s <= 3.0),
+            )),
+            (None, Some(s)) => out.push((
                 "100,000 tenants: restore ≤ 3 s (timed from process start: an upper bound)".into(),
                 format!("{s:.2} s"),
                 Some(s <= 3.0),
-            ));
+            )),
+            (None, None) => {}
         }
     }
     out

@@ -184,6 +184,9 @@ pub struct ScalePoint {
     pub restart_restored_s: Option<f64>,
     /// RSS of that restarted instance once restored, MiB.
     pub restart_rss_mib: Option<f64>,
+    /// The restore itself, as the restarted instance reports it
+    /// (`auditchain_restore_duration_seconds_sum` on its /metrics).
+    pub restart_restore_s: Option<f64>,
 }
 
 /// Everything measured.
@@ -743,8 +746,13 @@ impl Bench {
     }
 
     /// Starts one auditchain instance on `t` again (its trail complete) and
-    /// times it to its "partitions restored" log line; then its RSS.
-    fn restart(&mut self, t: &Topics, label: &str) -> Result<(Option<f64>, Option<f64>)> {
+    /// times it to its "partitions restored" log line; then its RSS and the
+    /// restore time it reports on /metrics.
+    fn restart(
+        &mut self,
+        t: &Topics,
+        label: &str,
+    ) -> Result<(Option<f64>, Option<f64>, Option<f64>)> {
         let sut = Sut::Auditchain {
             config: t.config.clone(),
             instances: 1,
@@ -770,6 +778,10 @@ impl Bench {
             .pids()
             .first()
             .and_then(|p| procstat::status_mib(*p, "VmRSS"));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let restore = metrics_address(&text)
+            .and_then(|a| scrape(&a))
+            .and_then(|m| metric(&m, "auditchain_restore_duration_seconds_sum"));
         running.stop()?;
         match restored {
             Some(s) => eprintln!("bench: {label}: restored {s:.2} s after start, RSS {rss:?} MiB"),
@@ -777,7 +789,7 @@ impl Bench {
                 "{label}: no \"partitions restored\" line within 120 s"
             )),
         }
-        Ok((restored, rss))
+        Ok((restored, rss, restore))
     }
 
     fn peer_available(&mut self) -> bool {
@@ -994,6 +1006,53 @@ impl Bench {
     }
 }
 
+/// `text` without ANSI colour sequences (the processor colours its log).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ parameters final-letter
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The address the processor serves /metrics on, from its log line.
+fn metrics_address(log: &str) -> Option<String> {
+    let line = strip_ansi(log.lines().find(|l| l.contains("serving /metrics"))?);
+    let at = line.find("address=")? + "address=".len();
+    Some(line[at..].split_whitespace().next()?.to_string())
+}
+
+/// GET /metrics from `addr`.
+fn scrape(addr: &str) -> Option<String> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// The value of the sample `name` (no labels) in a Prometheus exposition.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix(' ')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
 /// The middle `thrpt:` estimate after the line naming `bench`, in
 /// elements/s.
 fn criterion_thrpt(text: &str, bench: &str) -> Option<f64> {
@@ -1178,6 +1237,7 @@ fn scale(b: &mut Bench, base: &Drain) -> Result<Vec<ScalePoint>> {
                 drain,
                 restart_restored_s: None,
                 restart_rss_mib: None,
+                restart_restore_s: None,
             }
         };
     let mut out = vec![
@@ -1233,10 +1293,11 @@ fn scale(b: &mut Bench, base: &Drain) -> Result<Vec<ScalePoint>> {
         let events = o.events.max(2 * n as u64);
         let t = b.backlog(&name, o.partitions, events, n, o.payload)?;
         let d = b.auditchain_drain(&t, 1, &name)?;
-        let (restored, rss) = b.restart(&t, &name)?;
+        let (restored, rss, restore) = b.restart(&t, &name)?;
         let mut p = point("tenants", n as u64, d, events, n, o.partitions, o.payload);
         p.restart_restored_s = restored;
         p.restart_rss_mib = rss;
+        p.restart_restore_s = restore;
         out.push(p);
     }
     for &p in parts {
@@ -1297,6 +1358,18 @@ mod tests {
         assert_eq!(percentile(&v, 0.999), Some(999.0));
         assert_eq!(percentile(&[], 0.5), None);
         assert_eq!(percentile(&[3.0], 0.999), Some(3.0));
+    }
+
+    #[test]
+    fn the_metrics_address_and_a_sample_are_found() {
+        let log = "\u{1b}[2m2026\u{1b}[0m INFO serving /metrics, /healthz \u{1b}[3maddress\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:35053\n";
+        assert_eq!(metrics_address(log).as_deref(), Some("127.0.0.1:35053"));
+        let m = "# HELP x\nauditchain_restore_duration_seconds_sum 2.25\nauditchain_restore_duration_seconds_count 1\n";
+        assert_eq!(
+            metric(m, "auditchain_restore_duration_seconds_sum"),
+            Some(2.25)
+        );
+        assert_eq!(metric(m, "auditchain_restore_duration_seconds"), None);
     }
 
     #[test]
