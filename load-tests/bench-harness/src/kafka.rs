@@ -58,6 +58,37 @@ pub fn create_topics(bootstrap: &str, topics: &[TopicSpec<'_>]) -> Result<()> {
     Ok(())
 }
 
+/// Deletes every topic whose name starts with `prefix` (a run's topics,
+/// the Kafka Streams peer's internal ones included); returns how many.
+pub fn delete_topics_with_prefix(bootstrap: &str, prefix: &str) -> Result<usize> {
+    let probe = offsets_reader(bootstrap, "auditchain-bench-cleanup")?;
+    let md = probe
+        .fetch_metadata(None, TIMEOUT)
+        .context("listing topics")?;
+    let names: Vec<String> = md
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    if names.is_empty() {
+        return Ok(0);
+    }
+    let admin: AdminClient<DefaultClientContext> = client(bootstrap, "auditchain-bench-admin")
+        .create()
+        .context("creating an admin client")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a runtime for the admin client")?;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let results = rt
+        .block_on(admin.delete_topics(&refs, &opts))
+        .context("deleting the run's topics")?;
+    Ok(results.iter().filter(|r| r.is_ok()).count())
+}
+
 /// A consumer that only asks for metadata, watermarks and the committed
 /// offsets of `group` (it never joins the group).
 pub fn offsets_reader(bootstrap: &str, group: &str) -> Result<BaseConsumer<QuietContext>> {

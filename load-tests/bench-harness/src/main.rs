@@ -104,6 +104,9 @@ struct RunArgs {
     /// Do not run `cargo bench --bench pure_path` (never run with --quick).
     #[arg(long)]
     no_pure_path: bool,
+    /// Keep the run's topics on the broker (deleted at the end otherwise).
+    #[arg(long)]
+    keep_topics: bool,
 }
 
 fn main() -> Result<()> {
@@ -132,6 +135,7 @@ fn main() -> Result<()> {
                 warmup_seconds: if quick { 3 } else { 10 },
                 verify_seconds: if quick { 1 } else { 3 },
                 pure_path: !quick && !a.no_pure_path,
+                keep_topics: a.keep_topics,
             };
             run::run(options)
         }

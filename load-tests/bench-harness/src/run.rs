@@ -65,6 +65,9 @@ pub struct Options {
     pub verify_seconds: u64,
     /// Run `cargo bench --bench pure_path`.
     pub pure_path: bool,
+    /// Leave the run's topics on the broker (for a second look with
+    /// `auditchain verify`); deleted at the end otherwise.
+    pub keep_topics: bool,
 }
 
 /// One drain of a pre-filled backlog.
@@ -1190,6 +1193,17 @@ pub fn run(o: Options) -> Result<()> {
         b.note("scaling: not run (add --scaling)".into());
     }
 
+    if o.keep_topics || !b.failures.is_empty() {
+        // A failed verify is investigated on the topics themselves.
+        b.note(format!("topics kept: {}.*", b.run_id));
+    } else {
+        // The run's topics hold gigabytes after a full run; the numbers are
+        // in results.json.
+        match crate::kafka::delete_topics_with_prefix(&o.bootstrap, &format!("{}.", b.run_id)) {
+            Ok(n) => eprintln!("bench: deleted the run's {n} topics (--keep-topics keeps them)"),
+            Err(e) => eprintln!("bench: could not delete the run's topics: {e:#}"),
+        }
+    }
     let results = Results {
         started_utc,
         elapsed_s: started.elapsed().as_secs_f64(),
