@@ -109,6 +109,10 @@ pub struct Drain {
     pub peak_rss_mib: Vec<f64>,
     /// The trail's verification (auditchain only).
     pub verify: Option<Verified>,
+    /// Samples of the group's offsets taken in the steady window (about
+    /// one per 50 ms; far fewer means slow offset requests, and a coarse
+    /// window).
+    pub window_samples: u32,
 }
 
 /// `auditchain verify`'s verdict.
@@ -645,6 +649,12 @@ impl Bench {
         let reader = offsets_reader(&self.o.bootstrap, group)?;
         let n = partitions(&reader, input)?;
         let high = high_watermarks(&reader, input)?;
+        // One call before the start, so the group's coordinator is known:
+        // the first lookup can take seconds, which would push the steady
+        // window's start late (a fast system would seem to have committed
+        // most of the backlog in its first transaction). Its answer (the
+        // group does not exist yet) does not matter.
+        let _ = committed_sum(&reader, input, n);
         let probe = Probe::start(&self.o.bootstrap, output, Mode::First)?;
         let t0 = Instant::now();
         let mut running = self.spawn(sut, label)?;
@@ -652,6 +662,7 @@ impl Bench {
         let deadline = t0 + Duration::from_secs(180 + (high as u64) / 500);
         let mut start: Option<Mark> = None;
         let mut errors = 0u32;
+        let mut window_samples = 0u32;
         let end = loop {
             running.check_alive(label)?;
             // The group's coordinator is found (or moves) while the system
@@ -676,6 +687,9 @@ impl Bench {
             };
             if start.is_none() && committed > 0 {
                 start = Some(mark);
+            }
+            if start.is_some() {
+                window_samples += 1;
             }
             if committed >= high {
                 break mark;
@@ -721,6 +735,7 @@ impl Bench {
             broker_cores_busy: broker_cpu_s.and_then(per_window),
             peak_rss_mib,
             verify: None,
+            window_samples,
         };
         eprintln!(
             "bench: {label}: start-up {} s, steady {} events/s over {:.2} s, {} µs CPU/event, peak RSS {:?} MiB",
