@@ -30,7 +30,7 @@ use std::time::Duration;
 use opentelemetry::KeyValue;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::config::Config;
 use crate::error::{Error, ErrorClass, Result};
@@ -70,13 +70,13 @@ impl RunOptions {
 }
 
 /// Records taken from the consumer per routing round.
-const MICRO_BATCH: usize = 2_000;
+pub const MICRO_BATCH: usize = 2_000;
 /// Records routed per step of a batch: small enough that writing one chunk
 /// overlaps routing the next, large enough to spread over the pool.
 const ROUTE_CHUNK: usize = 256;
 
 /// Longest single poll, so shutdown and due commits are noticed promptly.
-const MAX_POLL: Duration = Duration::from_millis(200);
+pub const MAX_POLL: Duration = Duration::from_millis(200);
 /// Timeout of group-coordinator calls made while rebalancing.
 const COORDINATOR_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often consumer lag is sampled for the metrics.
@@ -428,12 +428,9 @@ fn run_sessions(
     }
 }
 
-fn new_consumer(
-    config: &Config,
-    traces: &Traces,
-    engine: &Arc<Mutex<Engine>>,
-    metrics: &Arc<Metrics>,
-) -> Result<BaseConsumer<Ctx>> {
+/// The input consumer's settings (the benchmark's passthrough uses them
+/// too, so it is measured with what the processor runs with).
+pub fn consumer_config(config: &Config) -> ClientConfig {
     let mut cc = base_client_config(config, &format!("auditchain-{}", config.kafka.instance_id));
     cc.set("auto.offset.reset", "earliest")
         .set(
@@ -450,13 +447,23 @@ fn new_consumer(
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("partition.assignment.strategy", "cooperative-sticky");
-    cc.create_with_context(Ctx {
-        engine: Arc::clone(engine),
-        input: config.topics.input.clone(),
-        metrics: Arc::clone(metrics),
-        traces: traces.clone(),
-    })
-    .map_err(|e| Error::kafka("creating the consumer", e))
+    cc
+}
+
+fn new_consumer(
+    config: &Config,
+    traces: &Traces,
+    engine: &Arc<Mutex<Engine>>,
+    metrics: &Arc<Metrics>,
+) -> Result<BaseConsumer<Ctx>> {
+    consumer_config(config)
+        .create_with_context(Ctx {
+            engine: Arc::clone(engine),
+            input: config.topics.input.clone(),
+            metrics: Arc::clone(metrics),
+            traces: traces.clone(),
+        })
+        .map_err(|e| Error::kafka("creating the consumer", e))
 }
 
 /// One group membership with one producer; returns on shutdown (Ok) or on

@@ -22,16 +22,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use auditchain::config::Config;
 use auditchain::faults::CommitCause;
-use auditchain::kafka::{base_client_config, max_output_record_bytes, QuietContext};
+use auditchain::kafka::{max_output_record_bytes, QuietContext};
+use auditchain::processor::{consumer_config, MAX_POLL, MICRO_BATCH};
 use auditchain::sink::Sink;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-/// The processor's micro-batch (`processor.rs`, `MICRO_BATCH`, private).
-pub const MICRO_BATCH: usize = 2_000;
-/// The processor's longest single poll (`processor.rs`, `MAX_POLL`).
-const MAX_POLL: Duration = Duration::from_millis(200);
 /// The broker's default `max.message.bytes` (1 MiB plus log overhead): the
 /// processor derives its producer's `message.max.bytes` from the input
 /// topic's, which the bench leaves at the default.
@@ -70,22 +67,8 @@ pub fn config(args: &Args) -> Result<Config> {
 }
 
 fn consumer(config: &Config) -> Result<BaseConsumer<QuietContext>> {
-    let mut cc = base_client_config(config, "auditchain-passthrough");
-    cc.set("auto.offset.reset", "earliest")
-        .set(
-            "session.timeout.ms",
-            config.kafka.session_timeout_ms.to_string(),
-        )
-        .set("topic.metadata.refresh.interval.ms", "30000");
-    for (k, v) in &config.librdkafka {
-        cc.set(k, v);
-    }
-    cc.set("group.id", &config.kafka.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("isolation.level", "read_committed")
-        .set("partition.assignment.strategy", "cooperative-sticky");
-    cc.create_with_context(QuietContext)
+    consumer_config(config)
+        .create_with_context(QuietContext)
         .context("creating the passthrough consumer")
 }
 
