@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | processor | read + describe (+ describe configs) the input; write + describe (+ describe configs) the chained, anchors and quarantine topics; read + write the state topic; read its group `<group>` and its auxiliary groups `<group>-restore` and `<group>-lag-probe`; write + describe transactional ids `<group>-*` | no create, alter or delete: output topics are created by an administrator (`auditchain topics`) before the processor starts |
 //! | producer | write + describe the input topic (and, if asked, transactional ids of its own prefix) | cannot read anything, cannot write an output |
-//! | auditor | read + describe the input and the chained, anchors and quarantine topics; read groups `auditchain-verify-*` (the throwaway groups `verify` and `prove` read under) | cannot write anything, cannot read the state topic or join the processor's group |
+//! | auditor | read + describe the input and the chained, anchors and quarantine topics; read groups `auditchain-verify-*` (the throwaway groups `verify` and `prove` read under); describe the processor's group `<group>` (its committed offsets) | cannot write anything, cannot read the state topic, join the processor's group or commit its offsets |
 //!
 //! A principal with no ACL can do nothing once the broker runs with
 //! `allow.everyone.if.no.acl.found=false`.
@@ -188,6 +188,14 @@ pub fn grants(config: &Config, who: &Principals) -> Vec<Grant> {
             true,
             "auditor: the throwaway groups verify and prove read under (no offsets are committed)",
         );
+        grant(
+            p,
+            &["Describe"],
+            Resource::Group,
+            vec![group.clone()],
+            false,
+            "auditor: the processor's committed offsets, which tell verify how far the input must be processed (describe only: it cannot join the group or commit)",
+        );
     }
     out
 }
@@ -326,6 +334,10 @@ mod tests {
             if g.principal == "User:auditor" {
                 assert!(!g.operations.contains(&"Write"));
                 assert!(!g.names.contains(&c.topics.state));
+                if g.names.contains(&c.kafka.group_id) {
+                    // Its committed offsets, never joining or committing.
+                    assert_eq!(g.operations, ["Describe"], "{g:?}");
+                }
             }
         }
     }
@@ -346,7 +358,7 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("kafka-acls.sh"))
             .collect();
-        assert_eq!(commands.len(), 8, "{s}");
+        assert_eq!(commands.len(), 9, "{s}");
         assert!(commands.iter().all(|l| l.contains(
             "--bootstrap-server b:9093 --command-config '/etc/kafka/admin client.properties' --add"
         )));

@@ -26,6 +26,10 @@ pub enum Error {
         message: String,
     },
 
+    /// A verify checkpoint is malformed or does not fit the trail.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

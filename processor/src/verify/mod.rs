@@ -1,0 +1,956 @@
+//! Checking an audit trail (DESIGN.md §4.5): tenant chains, anchors and
+//! their signatures, and completeness against the input.
+//!
+//! `verify` streams each partition's trail from Kafka through a
+//! [`check::PartitionCheck`], so memory holds chain heads and one anchor's
+//! leaves, never the trail; [`check`] runs the same checks over a trail held
+//! in memory.
+//!
+//! - `check`: the checks themselves, fed one record at a time (no I/O);
+//! - `stream`: the output streams of a partition in anchor order, decoded
+//!   and signature-checked a chunk at a time on all cores;
+//! - `read`: reading topic partitions from Kafka.
+
+mod check;
+pub mod read;
+mod stream;
+
+use std::collections::{BTreeMap, HashMap};
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::keys::KeySet;
+use crate::records::{AnchorBatch, ChainedRecord, QuarantineRecord};
+
+pub use check::{HeadState, PartitionState, Positions};
+use check::{InputOffsets, InputVec, Link, PartitionCheck, QuarantineLeaf, Scope};
+pub use read::{
+    read_input_coords, read_input_partitions, read_partitions, read_topic, read_trail,
+    read_trail_partitions, topic_partitions, PartitionReader,
+};
+use stream::{Item, KafkaSource, Stream, Streams, VecSource};
+
+/// Source coordinates of an input record.
+pub type Coord = (String, u32, u64);
+
+/// The output of a processor deployment, as read from its topics.
+#[derive(Debug, Default, Clone)]
+pub struct Trail {
+    /// `ChainedRecord`s.
+    pub chained: Vec<ChainedRecord>,
+    /// `QuarantineRecord`s.
+    pub quarantined: Vec<QuarantineRecord>,
+    /// `AnchorBatch`es.
+    pub anchors: Vec<AnchorBatch>,
+    /// Output records that did not decode: (topic, partition, offset, error).
+    pub undecodable: Vec<(String, i32, i64, String)>,
+}
+
+/// What is wrong, in the order problems are reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// An output record does not decode.
+    Undecodable,
+    /// An output record lies in another source partition's output.
+    Misplaced,
+    /// A tenant chain is broken.
+    Chain,
+    /// A quarantine record's hash does not recompute.
+    Quarantine,
+    /// A source record is in the output more than once.
+    Duplicate,
+    /// An anchor is wrong, or does not match the records it covers.
+    Anchor,
+    /// A record no anchor covers.
+    Uncovered,
+    /// An input record the output lacks.
+    Lost,
+    /// An output record whose input record is not in the committed input.
+    Extra,
+}
+
+impl Kind {
+    /// Every kind, in report order.
+    pub const ALL: [Kind; 9] = [
+        Kind::Undecodable,
+        Kind::Misplaced,
+        Kind::Chain,
+        Kind::Quarantine,
+        Kind::Duplicate,
+        Kind::Anchor,
+        Kind::Uncovered,
+        Kind::Lost,
+        Kind::Extra,
+    ];
+
+    /// The kind's name in `--json` output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Undecodable => "undecodable",
+            Kind::Misplaced => "misplaced",
+            Kind::Chain => "chain",
+            Kind::Quarantine => "quarantine",
+            Kind::Duplicate => "duplicate",
+            Kind::Anchor => "anchor",
+            Kind::Uncovered => "uncovered",
+            Kind::Lost => "lost",
+            Kind::Extra => "extra",
+        }
+    }
+}
+
+/// One thing wrong with a trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// What kind of thing.
+    pub kind: Kind,
+    /// Where: a chain, an anchor, or a source coordinate.
+    pub place: String,
+    /// What.
+    pub what: String,
+}
+
+/// The result of checking a trail.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Chains: (tenant, source topic, source partition) → length.
+    pub chains: BTreeMap<(String, String, u32), u64>,
+    /// Chained records checked.
+    pub chained: usize,
+    /// Quarantined records checked.
+    pub quarantined: usize,
+    /// Quarantined records by reason code.
+    pub quarantined_by_reason: BTreeMap<String, usize>,
+    /// Anchors checked.
+    pub anchors: usize,
+    /// Input records compared, when the input was given.
+    pub input_records: Option<usize>,
+    /// What is wrong, by kind (see [`Kind`]) and within a kind in the order
+    /// found; at most 10,000 of a kind per partition.
+    pub problems: Vec<Problem>,
+    /// Problems found beyond those listed.
+    pub omitted: usize,
+    /// Input records not processed yet (at or past the processor's
+    /// committed offset), when the input was compared.
+    pub pending: Option<usize>,
+    /// Each partition's state at its last anchor checked: the next
+    /// checkpoint.
+    pub states: BTreeMap<i32, PartitionState>,
+}
+
+impl Report {
+    /// Whether nothing is wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty() && self.omitted == 0
+    }
+
+    /// Adds the report of another partition.
+    fn absorb(&mut self, other: Report) {
+        self.chains.extend(other.chains);
+        self.chained += other.chained;
+        self.quarantined += other.quarantined;
+        for (reason, n) in other.quarantined_by_reason {
+            *self.quarantined_by_reason.entry(reason).or_default() += n;
+        }
+        self.anchors += other.anchors;
+        self.input_records = match (self.input_records, other.input_records) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        self.problems.extend(other.problems);
+        self.omitted += other.omitted;
+        self.pending = match (self.pending, other.pending) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        self.states.extend(other.states);
+    }
+
+    /// Orders the problems by kind, keeping each kind's order.
+    fn sort(&mut self) {
+        self.problems.sort_by_key(|p| p.kind);
+    }
+}
+
+/// The records of one source partition, for the in-memory [`check`].
+#[derive(Default)]
+struct Held {
+    chained: Vec<Item<Link>>,
+    quarantined: Vec<Item<QuarantineLeaf>>,
+    anchors: Vec<Item<AnchorBatch>>,
+    input: Vec<u64>,
+}
+
+/// Checks chains, anchors and (when `input` is given) completeness of a
+/// trail held in memory, each record list in log order.
+/// `processor_keys` are the public keys anchors may be signed with, by key id.
+pub fn check(
+    trail: &Trail,
+    producer_keys: &KeySet,
+    processor_keys: &HashMap<String, VerifyingKey>,
+    input: Option<&[Coord]>,
+) -> Report {
+    let mut held: BTreeMap<(String, u32), Held> = BTreeMap::new();
+    // Output offsets are positions in the lists.
+    for (i, r) in trail.chained.iter().enumerate() {
+        let link = Link::check(r.clone(), producer_keys);
+        let at = (r.source_topic.clone(), r.source_partition);
+        held.entry(at)
+            .or_default()
+            .chained
+            .push(Item::Record(i as i64, link));
+    }
+    for (i, q) in trail.quarantined.iter().enumerate() {
+        let at = (q.source_topic.clone(), q.source_partition);
+        let leaf = QuarantineLeaf::check(q.clone());
+        held.entry(at)
+            .or_default()
+            .quarantined
+            .push(Item::Record(i as i64, leaf));
+    }
+    for (i, a) in trail.anchors.iter().enumerate() {
+        let at = (a.anchor.source_topic.clone(), a.anchor.source_partition);
+        held.entry(at)
+            .or_default()
+            .anchors
+            .push(Item::Record(i as i64, a.clone()));
+    }
+    for (topic, p, o) in input.unwrap_or_default() {
+        held.entry((topic.clone(), *p)).or_default().input.push(*o);
+    }
+    let mut report = Report::default();
+    if input.is_some() {
+        report.input_records = Some(0);
+    }
+    for (topic, p, o, e) in &trail.undecodable {
+        report.problems.push(Problem {
+            kind: Kind::Undecodable,
+            place: format!("{topic}/{p}@{o}"),
+            what: format!("output record does not decode: {e}"),
+        });
+    }
+    for ((topic, p), held) in held {
+        let input = input
+            .is_some()
+            .then(|| Box::new(InputVec::new(held.input)) as Box<dyn InputOffsets>);
+        let mut check =
+            PartitionCheck::new(topic.clone(), p, processor_keys, Scope::default(), input);
+        let mut streams = Streams {
+            anchors: Stream::new("anchors", p as i32, 0, VecSource(held.anchors.into_iter())),
+            chained: Stream::new("chained", p as i32, 0, VecSource(held.chained.into_iter())),
+            quarantined: Stream::new(
+                "quarantine",
+                p as i32,
+                0,
+                VecSource(held.quarantined.into_iter()),
+            ),
+        };
+        // Nothing held in memory fails to read; were it to, say so.
+        match stream::run(&mut check, &mut streams, &mut |_| {}).and_then(|()| check.finish()) {
+            Ok(r) => report.absorb(r),
+            Err(e) => report.problems.push(Problem {
+                kind: Kind::Undecodable,
+                place: format!("{topic}/{p}"),
+                what: e.to_string(),
+            }),
+        }
+    }
+    report.sort();
+    report
+}
+
+/// What `verify` covers.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only these source partitions (all when `None`).
+    pub partitions: Option<Vec<i32>>,
+    /// Only this tenant's chains are reported; completeness is not checked
+    /// (the input is not read per tenant).
+    pub tenant: Option<String>,
+    /// Completeness is checked for input offsets in this range only.
+    pub offsets: Option<(u64, u64)>,
+    /// Compare against the committed input.
+    pub check_input: bool,
+    /// Verify only what follows this checkpoint of an earlier run.
+    pub resume: Option<Checkpoint>,
+}
+
+/// What an earlier `verify` established, so that the next verifies only
+/// what is new: per partition, the last anchor checked, every tenant's
+/// chain head and where reading resumes. An auditor keeps it as they keep
+/// any evidence; `verify` confirms its anchor is still in the trail.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// Format version, [`Checkpoint::VERSION`].
+    pub version: u32,
+    /// The input topic.
+    pub input: String,
+    /// The chained topic.
+    pub chained: String,
+    /// The quarantine topic.
+    pub quarantine: String,
+    /// The anchors topic.
+    pub anchors: String,
+    /// By source partition.
+    pub partitions: BTreeMap<i32, PartitionState>,
+}
+
+impl Checkpoint {
+    /// The format this build reads and writes.
+    pub const VERSION: u32 = 1;
+
+    /// Reads `path`; `None` when it does not exist yet.
+    pub fn load(path: &std::path::Path) -> Result<Option<Checkpoint>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(Error::Io {
+                    path: path.into(),
+                    source,
+                })
+            }
+        };
+        let checkpoint: Checkpoint = serde_json::from_str(&text)
+            .map_err(|e| Error::Checkpoint(format!("{}: {e}", path.display())))?;
+        if checkpoint.version != Checkpoint::VERSION {
+            return Err(Error::Checkpoint(format!(
+                "{}: version {} (this build reads {})",
+                path.display(),
+                checkpoint.version,
+                Checkpoint::VERSION
+            )));
+        }
+        Ok(Some(checkpoint))
+    }
+
+    /// Writes `path` whole or not at all (a new file renamed over it).
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let io = |source| Error::Io {
+            path: path.into(),
+            source,
+        };
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| Error::Checkpoint(e.to_string()))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text + "\n").map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// A checkpoint of `config`'s trail from `states`, keeping the
+    /// partitions of `earlier` this run did not reach.
+    pub fn of(
+        config: &Config,
+        earlier: Option<&Checkpoint>,
+        states: &BTreeMap<i32, PartitionState>,
+    ) -> Checkpoint {
+        let t = &config.topics;
+        let mut partitions = earlier.map(|c| c.partitions.clone()).unwrap_or_default();
+        partitions.extend(states.iter().map(|(p, s)| (*p, s.clone())));
+        Checkpoint {
+            version: Checkpoint::VERSION,
+            input: t.input.clone(),
+            chained: t.chained.clone(),
+            quarantine: t.quarantine.clone(),
+            anchors: t.anchors.clone(),
+            partitions,
+        }
+    }
+
+    /// An error unless this checkpoint is of `config`'s topics.
+    fn fits(&self, config: &Config) -> Result<()> {
+        let t = &config.topics;
+        let ours = [&t.input, &t.chained, &t.quarantine, &t.anchors];
+        let its = [&self.input, &self.chained, &self.quarantine, &self.anchors];
+        if ours != its {
+            return Err(Error::Checkpoint(format!(
+                "it is of topics {its:?}, the configuration names {ours:?}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The input's offsets, read from Kafka.
+struct InputReader(PartitionReader, Option<u64>);
+
+impl InputOffsets for InputReader {
+    fn peek(&mut self) -> Result<Option<u64>> {
+        if self.1.is_none() {
+            self.1 = self
+                .0
+                .next_record()?
+                .map(|m| rdkafka::Message::offset(&m) as u64);
+        }
+        Ok(self.1)
+    }
+    fn advance(&mut self) {
+        self.1 = None;
+    }
+}
+
+/// Verifies the trail of `config`, streaming one partition after the other
+/// through the checks; `progress` is told the output records done and
+/// their total, as it goes.
+///
+/// What is read is fixed first, in this order, so that a trail still being
+/// written verifies without false alarms: the processor group's committed
+/// offsets (input below them must be in the output: they commit atomically
+/// with the anchors), then the input's ends, then the anchors' ends, then
+/// the records' ends (every anchor read has its records in range).
+pub fn verify(
+    config: &Config,
+    producer_keys: &KeySet,
+    processor_keys: &HashMap<String, VerifyingKey>,
+    options: &Options,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Report> {
+    let t = &config.topics;
+    if let Some(c) = &options.resume {
+        c.fits(config)?;
+    }
+    let partitions: Vec<i32> = match &options.partitions {
+        Some(ps) => ps.clone(),
+        None => (0..topic_partitions(config, &t.input)? as i32).collect(),
+    };
+    let check_input = options.check_input && options.tenant.is_none();
+    let processed = if check_input {
+        processed_offsets(config)?
+    } else {
+        HashMap::new()
+    };
+    let ends = |topic: &str| read::watermarks(config, topic, &partitions);
+    let input_ends = if check_input {
+        ends(&t.input)?
+    } else {
+        HashMap::new()
+    };
+    let anchor_ends = ends(&t.anchors)?;
+    let (chained_ends, quarantine_ends) = (ends(&t.chained)?, ends(&t.quarantine)?);
+    let resumed = |p: i32| options.resume.as_ref().and_then(|c| c.partitions.get(&p));
+    let span = |e: &HashMap<i32, (i64, i64)>, p: i32| e.get(&p).copied().unwrap_or((0, 0));
+    let from = |e: &HashMap<i32, (i64, i64)>, p: i32, start: Option<i64>| {
+        let (low, high) = span(e, p);
+        (start.map_or(low, |s| s.max(low)), high)
+    };
+    // Where a reader starts: the checkpoint's position, or the beginning.
+    let open = |topic: &str, e: &HashMap<i32, (i64, i64)>, p: i32, start: Option<i64>| {
+        PartitionReader::open(config, topic, p, span(e, p), start)
+    };
+    let total: u64 = partitions
+        .iter()
+        .map(|p| {
+            let next = resumed(*p).map(|s| s.next);
+            let (cl, ch) = from(&chained_ends, *p, next.map(|n| n.chained));
+            let (ql, qh) = from(&quarantine_ends, *p, next.map(|n| n.quarantine));
+            ((ch - cl).max(0) + (qh - ql).max(0)) as u64
+        })
+        .sum();
+    let mut report = Report::default();
+    let mut done = 0;
+    for p in partitions.iter().copied() {
+        let scope = Scope {
+            tenant: options.tenant.as_deref(),
+            offsets: options.offsets,
+            processed: processed.get(&p).copied().unwrap_or(u64::MAX),
+            input_end: if check_input {
+                span(&input_ends, p).1.max(0) as u64
+            } else {
+                u64::MAX
+            },
+        };
+        let next = resumed(p).map(|s| s.next);
+        let input = if check_input {
+            let reader = open(&t.input, &input_ends, p, next.map(|n| n.input))?;
+            Some(Box::new(InputReader(reader, None)) as Box<dyn InputOffsets>)
+        } else {
+            None
+        };
+        let mut check =
+            PartitionCheck::new(t.input.clone(), p as u32, processor_keys, scope, input);
+        if let Some(state) = resumed(p) {
+            check = check.resume(state)?;
+        }
+        let reader = |topic: &str, ends, start: Option<i64>| {
+            Ok::<_, Error>((from(ends, p, start).0, open(topic, ends, p, start)?))
+        };
+        let (a0, anchors) = reader(&t.anchors, &anchor_ends, next.map(|n| n.anchors))?;
+        let (c0, chained) = reader(&t.chained, &chained_ends, next.map(|n| n.chained))?;
+        let (q0, quarantined) =
+            reader(&t.quarantine, &quarantine_ends, next.map(|n| n.quarantine))?;
+        let mut streams = Streams {
+            anchors: Stream::new(
+                &t.anchors,
+                p,
+                a0,
+                KafkaSource::new(anchors, AnchorBatch::decode),
+            ),
+            chained: Stream::new(
+                &t.chained,
+                p,
+                c0,
+                KafkaSource::new(chained, |v: &[u8]| {
+                    ChainedRecord::decode(v).map(|r| Link::check(r, producer_keys))
+                }),
+            ),
+            quarantined: Stream::new(
+                &t.quarantine,
+                p,
+                q0,
+                KafkaSource::new(quarantined, |v: &[u8]| {
+                    QuarantineRecord::decode(v).map(QuarantineLeaf::check)
+                }),
+            ),
+        };
+        stream::run(&mut check, &mut streams, &mut |n| {
+            done += n;
+            progress(done, total);
+        })?;
+        report.absorb(check.finish()?);
+    }
+    if check_input && report.input_records.is_none() {
+        report.input_records = Some(0);
+    }
+    report.sort();
+    Ok(report)
+}
+
+/// Per input partition, the offset below which the processor has
+/// processed the input: its group's committed offsets. When the group has
+/// committed nothing anywhere (it never ran, or this configuration names
+/// another group), none: all of the input must then be in the output.
+fn processed_offsets(config: &Config) -> Result<HashMap<i32, u64>> {
+    let lag = crate::kafka::group_lag(config)?;
+    if lag.iter().all(|l| l.committed <= 0) {
+        return Ok(HashMap::new());
+    }
+    Ok(lag
+        .iter()
+        .map(|l| (l.partition, l.committed.max(0) as u64))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::{self, Hash, ZERO};
+    use crate::chain::{Anchor, TenantHead};
+    use crate::records::DROPPED_VALUE_MARK;
+    use crate::route::Reason;
+    use ed25519_dalek::SigningKey;
+
+    struct Built {
+        trail: Trail,
+        keys: KeySet,
+        processors: HashMap<String, VerifyingKey>,
+        input: Vec<Coord>,
+    }
+
+    /// A valid trail: tenant `a` at offsets 0, 1, 3; a quarantined record at
+    /// 2; one anchor over 0..=3.
+    fn build() -> Built {
+        let producer = SigningKey::from_bytes(&[1; 32]);
+        let processor = SigningKey::from_bytes(&[2; 32]);
+        let keys = KeySet::parse(
+            &format!(
+                "[[keys]]\nkey_id = \"p\"\npublic_key = \"{}\"\n",
+                hex::encode(producer.verifying_key().to_bytes())
+            ),
+            std::path::Path::new("k"),
+        )
+        .expect("keys");
+        let mut trail = Trail::default();
+        let mut prev = ZERO;
+        let mut leaves = Vec::new();
+        for (seq, offset) in [(1u64, 0u64), (2, 1), (3, 3)] {
+            let event = vec![0, 0, 0, 0, 1, seq as u8];
+            let digest = chain::event_digest(&event);
+            let entry = chain::entry_hash("a", seq, &prev, &digest, "in", 0, offset);
+            trail.chained.push(ChainedRecord {
+                tenant_id: "a".into(),
+                seq,
+                prev_hash: prev,
+                entry_hash: entry,
+                event_digest: digest,
+                source_topic: "in".into(),
+                source_partition: 0,
+                source_offset: offset,
+                source_timestamp_ms: 0,
+                key_id: "p".into(),
+                producer_sig: chain::sign(&producer, &chain::event_msg("a", &event)).to_vec(),
+                event,
+                anchor_seq: 1,
+            });
+            prev = entry;
+            leaves.push((offset, entry));
+        }
+        let qh = chain::quarantine_hash("in", 0, 2, b"", b"junk", "MISSING_KEY");
+        trail.quarantined.push(QuarantineRecord {
+            reason: Reason::MissingKey,
+            detail: String::new(),
+            source_topic: "in".into(),
+            source_partition: 0,
+            source_offset: 2,
+            source_timestamp_ms: 0,
+            raw_key: None,
+            raw_value: Some(b"junk".to_vec()),
+            headers: Vec::new(),
+            quarantine_hash: qh,
+            anchor_seq: 1,
+        });
+        leaves.push((2, qh));
+        leaves.sort_by_key(|(o, _)| *o);
+        let hashes: Vec<Hash> = leaves.iter().map(|(_, h)| *h).collect();
+        let anchor = Anchor {
+            source_topic: "in".into(),
+            source_partition: 0,
+            anchor_seq: 1,
+            prev_anchor_hash: ZERO,
+            first_offset: 0,
+            last_offset: 3,
+            chained_count: 3,
+            quarantined_count: 1,
+            merkle_root: chain::merkle_root(&hashes).expect("leaves"),
+            tenant_heads: vec![TenantHead {
+                tenant_id: "a".into(),
+                seq: 3,
+                entry_hash: prev,
+            }],
+            created_at_us: 1,
+            signer_key_id: "proc".into(),
+        };
+        let msg = anchor.message();
+        trail.anchors.push(AnchorBatch {
+            anchor_hash: chain::hash::h(&msg),
+            signature: chain::sign(&processor, &msg).to_vec(),
+            processor_id: "i".into(),
+            anchor,
+        });
+        Built {
+            trail,
+            keys,
+            processors: HashMap::from([("proc".to_string(), processor.verifying_key())]),
+            input: (0..4).map(|o| ("in".to_string(), 0, o)).collect(),
+        }
+    }
+
+    fn problems(b: &Built) -> Vec<Problem> {
+        check(&b.trail, &b.keys, &b.processors, Some(&b.input)).problems
+    }
+
+    /// Recomputes the anchor of `b` over its current leaves and signs it.
+    fn reanchor(b: &mut Built) {
+        let mut leaves: Vec<(u64, Hash)> = b
+            .trail
+            .chained
+            .iter()
+            .map(|c| (c.source_offset, c.entry_hash))
+            .chain(
+                b.trail
+                    .quarantined
+                    .iter()
+                    .map(|q| (q.source_offset, q.quarantine_hash)),
+            )
+            .collect();
+        leaves.sort_by_key(|(o, _)| *o);
+        let hashes: Vec<Hash> = leaves.iter().map(|(_, h)| *h).collect();
+        let batch = &mut b.trail.anchors[0];
+        batch.anchor.merkle_root = chain::merkle_root(&hashes).expect("leaves");
+        let msg = batch.anchor.message();
+        batch.anchor_hash = chain::hash::h(&msg);
+        batch.signature = chain::sign(&SigningKey::from_bytes(&[2; 32]), &msg).to_vec();
+    }
+
+    /// A record too large to keep whole, written by `encode_to_fit`.
+    fn with_dropped_fields() -> Built {
+        let mut b = build();
+        let q = &mut b.trail.quarantined[0];
+        q.raw_key = Some(b"key".to_vec());
+        q.encode_to_fit(3, 120).expect("fit");
+        assert_eq!((q.raw_key.as_ref(), q.raw_value.as_ref()), (None, None));
+        reanchor(&mut b);
+        b
+    }
+
+    #[test]
+    fn dropped_fields_verify_from_their_digests() {
+        assert_eq!(problems(&with_dropped_fields()), Vec::new());
+    }
+
+    #[test]
+    fn dropping_or_editing_a_digest_is_detected() {
+        let mut b = with_dropped_fields();
+        let detail = &mut b.trail.quarantined[0].detail;
+        let at = detail.find("blake3 ").expect("mark") + "blake3 ".len();
+        let flipped = if &detail[at..=at] == "0" { "1" } else { "0" };
+        detail.replace_range(at..=at, flipped);
+        assert!(!problems(&b).is_empty());
+        // A value left out of a record that is not OVERSIZED, with a
+        // correct mark: the mark is not honoured.
+        let mut b = build();
+        let q = &mut b.trail.quarantined[0];
+        q.detail = format!(
+            "{DROPPED_VALUE_MARK} 4 bytes blake3 {}; ",
+            hex::encode(chain::hash::h(b"junk"))
+        );
+        q.raw_value = None;
+        assert!(!problems(&b).is_empty());
+    }
+
+    #[test]
+    fn a_valid_trail_verifies() {
+        let b = build();
+        assert_eq!(problems(&b), Vec::new());
+    }
+
+    #[test]
+    fn quarantined_records_are_counted_by_reason() {
+        let b = build();
+        let report = check(&b.trail, &b.keys, &b.processors, Some(&b.input));
+        assert_eq!(report.quarantined, 1);
+        assert_eq!(
+            report.quarantined_by_reason,
+            BTreeMap::from([("MISSING_KEY".to_string(), 1)])
+        );
+    }
+
+    #[test]
+    fn every_kind_of_tampering_is_found() {
+        type Tamper = fn(&mut Built);
+        let cases: Vec<(&str, Tamper)> = vec![
+            ("changed event byte", |b| b.trail.chained[1].event[5] ^= 1),
+            ("dropped chained record", |b| {
+                b.trail.chained.remove(1);
+            }),
+            ("swapped records", |b| {
+                let (x, y) = (
+                    b.trail.chained[0].source_offset,
+                    b.trail.chained[1].source_offset,
+                );
+                b.trail.chained[0].source_offset = y;
+                b.trail.chained[1].source_offset = x;
+            }),
+            ("duplicated record", |b| {
+                let dup = b.trail.chained[2].clone();
+                b.trail.chained.push(dup);
+            }),
+            ("removed quarantine record", |b| {
+                b.trail.quarantined.clear();
+            }),
+            ("anchor re-signed by an unknown key", |b| {
+                let other = SigningKey::from_bytes(&[9; 32]);
+                b.trail.anchors[0].signature =
+                    chain::sign(&other, &b.trail.anchors[0].anchor.message()).to_vec();
+            }),
+            ("anchor count edited", |b| {
+                b.trail.anchors[0].anchor.chained_count = 2
+            }),
+            ("input record lost", |b| b.input.push(("in".into(), 0, 4))),
+            ("quarantine reason edited", |b| {
+                b.trail.quarantined[0].reason = Reason::Oversized
+            }),
+        ];
+        for (name, tamper) in cases {
+            let mut b = build();
+            tamper(&mut b);
+            assert!(!problems(&b).is_empty(), "{name} was not detected");
+        }
+    }
+
+    /// A trail of `records` events over `tenants` tenants in one partition,
+    /// every `quarantine_every`th offset quarantined, an anchor per
+    /// `per_anchor` offsets: many anchors, and more records than one chunk.
+    fn long_trail(records: u64, tenants: u64, per_anchor: u64, quarantine_every: u64) -> Built {
+        let mut b = build();
+        b.trail = Trail::default();
+        let producer = SigningKey::from_bytes(&[1; 32]);
+        let processor = SigningKey::from_bytes(&[2; 32]);
+        let mut heads: BTreeMap<String, (u64, Hash)> = BTreeMap::new();
+        let (mut prev_anchor, mut anchor_seq) = (ZERO, 1);
+        let mut segment: Vec<Hash> = Vec::new();
+        let mut touched: BTreeMap<String, (u64, Hash)> = BTreeMap::new();
+        let (mut chained, mut quarantined, mut first) = (0, 0, 0);
+        for offset in 0..records {
+            if offset % quarantine_every == quarantine_every - 1 {
+                let qh = chain::quarantine_hash("in", 0, offset, b"", b"junk", "MISSING_KEY");
+                b.trail.quarantined.push(QuarantineRecord {
+                    reason: Reason::MissingKey,
+                    detail: String::new(),
+                    source_topic: "in".into(),
+                    source_partition: 0,
+                    source_offset: offset,
+                    source_timestamp_ms: 0,
+                    raw_key: None,
+                    raw_value: Some(b"junk".to_vec()),
+                    headers: Vec::new(),
+                    quarantine_hash: qh,
+                    anchor_seq,
+                });
+                segment.push(qh);
+                quarantined += 1;
+            } else {
+                let tenant = format!("t{}", offset % tenants);
+                let (seq, prev) = heads.get(&tenant).copied().unwrap_or((0, ZERO));
+                let event = offset.to_be_bytes().to_vec();
+                let digest = chain::event_digest(&event);
+                let entry = chain::entry_hash(&tenant, seq + 1, &prev, &digest, "in", 0, offset);
+                b.trail.chained.push(ChainedRecord {
+                    tenant_id: tenant.clone(),
+                    seq: seq + 1,
+                    prev_hash: prev,
+                    entry_hash: entry,
+                    event_digest: digest,
+                    source_topic: "in".into(),
+                    source_partition: 0,
+                    source_offset: offset,
+                    source_timestamp_ms: 0,
+                    key_id: "p".into(),
+                    producer_sig: chain::sign(&producer, &chain::event_msg(&tenant, &event))
+                        .to_vec(),
+                    event,
+                    anchor_seq,
+                });
+                heads.insert(tenant.clone(), (seq + 1, entry));
+                touched.insert(tenant, (seq + 1, entry));
+                segment.push(entry);
+                chained += 1;
+            }
+            if offset % per_anchor == per_anchor - 1 || offset == records - 1 {
+                let anchor = Anchor {
+                    source_topic: "in".into(),
+                    source_partition: 0,
+                    anchor_seq,
+                    prev_anchor_hash: prev_anchor,
+                    first_offset: first,
+                    last_offset: offset,
+                    chained_count: chained,
+                    quarantined_count: quarantined,
+                    merkle_root: chain::merkle_root(&segment).expect("leaves"),
+                    tenant_heads: std::mem::take(&mut touched)
+                        .into_iter()
+                        .map(|(tenant_id, (seq, entry_hash))| TenantHead {
+                            tenant_id,
+                            seq,
+                            entry_hash,
+                        })
+                        .collect(),
+                    created_at_us: 1,
+                    signer_key_id: "proc".into(),
+                };
+                let msg = anchor.message();
+                prev_anchor = chain::hash::h(&msg);
+                b.trail.anchors.push(AnchorBatch {
+                    anchor_hash: prev_anchor,
+                    signature: chain::sign(&processor, &msg).to_vec(),
+                    processor_id: "i".into(),
+                    anchor,
+                });
+                anchor_seq += 1;
+                segment.clear();
+                (chained, quarantined, first) = (0, 0, offset + 1);
+            }
+        }
+        b.input = (0..records).map(|o| ("in".to_string(), 0, o)).collect();
+        b
+    }
+
+    fn kinds(b: &Built) -> Vec<Kind> {
+        let mut kinds: Vec<Kind> = problems(b).iter().map(|p| p.kind).collect();
+        kinds.dedup();
+        kinds
+    }
+
+    #[test]
+    fn a_trail_of_many_anchors_and_chunks_verifies() {
+        let b = long_trail(10_000, 37, 700, 11);
+        let report = check(&b.trail, &b.keys, &b.processors, Some(&b.input));
+        assert_eq!(report.problems, Vec::new());
+        assert_eq!(report.anchors, 15);
+        assert_eq!(report.chains.len(), 37);
+        assert_eq!(report.input_records, Some(10_000));
+        assert_eq!(report.chained + report.quarantined, 10_000);
+    }
+
+    #[test]
+    fn tenant_heads_that_do_not_match_the_records_are_found() {
+        let mut b = long_trail(300, 5, 100, 7);
+        let batch = &mut b.trail.anchors[1];
+        batch.anchor.tenant_heads[0].seq += 1;
+        let msg = batch.anchor.message();
+        batch.anchor_hash = chain::hash::h(&msg);
+        batch.signature = chain::sign(&SigningKey::from_bytes(&[2; 32]), &msg).to_vec();
+        let found = problems(&b);
+        assert!(
+            found[0].kind == Kind::Anchor && found[0].what.contains("tenant_heads"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn records_after_the_last_anchor_are_uncovered() {
+        let mut b = long_trail(300, 5, 100, 7);
+        b.trail.anchors.pop();
+        assert_eq!(kinds(&b), vec![Kind::Uncovered]);
+        let found = problems(&b);
+        assert_eq!(found[0].place, "in/0@200", "{found:?}");
+    }
+
+    #[test]
+    fn a_missing_anchor_in_the_middle_is_a_gap() {
+        let mut b = long_trail(300, 5, 100, 7);
+        b.trail.anchors.remove(1);
+        let found = problems(&b);
+        assert_eq!(found[0].kind, Kind::Anchor);
+        assert!(found[0].what.contains("anchor 2 is missing"), "{found:?}");
+        assert!(found.iter().any(|p| p.kind == Kind::Uncovered), "{found:?}");
+    }
+
+    #[test]
+    fn a_record_repeated_in_a_later_anchor_is_found() {
+        let mut b = long_trail(300, 5, 100, 7);
+        let mut copy = b.trail.quarantined[0].clone();
+        copy.anchor_seq = 3;
+        let at = b
+            .trail
+            .quarantined
+            .iter()
+            .position(|q| q.source_offset >= 200)
+            .expect("a record in anchor 3");
+        b.trail.quarantined.insert(at, copy);
+        assert_eq!(kinds(&b), vec![Kind::Duplicate]);
+        assert_eq!(problems(&b)[0].place, "in/0@6");
+    }
+
+    #[test]
+    fn chain_problems_come_first_whatever_the_stream_order() {
+        // Seq 5 of a tenant is dropped after its anchor closed: the anchor's
+        // own problem is found first in the stream, the chain's is listed
+        // first.
+        let mut b = long_trail(300, 5, 10, 1000);
+        let at = b
+            .trail
+            .chained
+            .iter()
+            .position(|r| r.tenant_id == "t0" && r.seq == 2)
+            .expect("t0 seq 2");
+        b.trail.chained.remove(at);
+        let found = problems(&b);
+        assert_eq!(found[0].kind, Kind::Chain, "{found:?}");
+        assert!(found[0].what.contains("seq 2 is missing"), "{found:?}");
+    }
+
+    #[test]
+    fn problems_beyond_the_limit_are_counted_not_listed() {
+        let mut b = long_trail(20, 2, 10, 1000);
+        b.input.extend(
+            (20..20 + check::PROBLEMS_PER_KIND as u64 + 5).map(|o| ("in".to_string(), 0, o)),
+        );
+        let report = check(&b.trail, &b.keys, &b.processors, Some(&b.input));
+        assert_eq!(report.problems.len(), check::PROBLEMS_PER_KIND);
+        assert_eq!(report.omitted, 5);
+        assert!(!report.ok());
+    }
+}

@@ -1,0 +1,260 @@
+//! Reading the trail and the input from Kafka (`read_committed`), each
+//! topic partition from its beginning to the high watermark it had when
+//! reading started.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::kafka::{base_client_config, partition_count, QuietContext};
+use crate::records::{AnchorBatch, ChainedRecord, QuarantineRecord};
+
+use super::{Coord, Trail};
+
+/// How long a reader may see no progress before it gives up: only an open
+/// transaction holds a `read_committed` reader back that long.
+const STALL_LIMIT: Duration = Duration::from_secs(300);
+
+/// What a reader prefetches per partition. librdkafka's default (64 MiB)
+/// would make the prefetch queues of verify's four readers the largest
+/// thing it holds.
+const PREFETCH_KBYTES: &str = "8192";
+
+/// Reads one topic partition from its beginning to `end`, record by record.
+pub struct PartitionReader {
+    consumer: Option<BaseConsumer<QuietContext>>,
+    topic: String,
+    partition: i32,
+    end: i64,
+    done: bool,
+}
+
+impl std::fmt::Debug for PartitionReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionReader")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("end", &self.end)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionReader {
+    /// A reader of `topic`/`partition` up to `ends` (its low and high
+    /// watermarks from [`watermarks`]), from offset `from` when given (a
+    /// checkpoint's position), from the beginning otherwise.
+    ///
+    /// The end is the high watermark, not the LSO: right after a processor
+    /// died its open transaction holds the LSO back until the coordinator
+    /// aborts it, and stopping there would report the records committed
+    /// after it as lost (a false alarm). Records written after reading
+    /// started are left for the next run.
+    pub fn open(
+        config: &Config,
+        topic: &str,
+        partition: i32,
+        ends: (i64, i64),
+        from: Option<i64>,
+    ) -> Result<Self> {
+        let (low, high) = ends;
+        let consumer = if high > from.unwrap_or(low).max(low) {
+            let consumer: BaseConsumer<QuietContext> =
+                base_client_config(config, "auditchain-verify")
+                    .set(
+                        "group.id",
+                        format!("auditchain-verify-{}", uuid::Uuid::new_v4().simple()),
+                    )
+                    .set("enable.auto.commit", "false")
+                    .set("isolation.level", "read_committed")
+                    .set("enable.partition.eof", "true")
+                    .set("queued.max.messages.kbytes", PREFETCH_KBYTES)
+                    // A position retention has deleted is an error, not a
+                    // silent jump to the end.
+                    .set("auto.offset.reset", "error")
+                    .create_with_context(QuietContext)
+                    .map_err(|e| Error::kafka("creating a reader", e))?;
+            let mut tpl = TopicPartitionList::new();
+            let start = from.map_or(Offset::Beginning, Offset::Offset);
+            tpl.add_partition_offset(topic, partition, start)
+                .map_err(|e| Error::kafka("building the assignment", e))?;
+            consumer
+                .assign(&tpl)
+                .map_err(|e| Error::kafka(format!("assigning `{topic}`"), e))?;
+            Some(consumer)
+        } else {
+            None
+        };
+        Ok(PartitionReader {
+            done: consumer.is_none(),
+            consumer,
+            topic: topic.to_string(),
+            partition,
+            end: high,
+        })
+    }
+
+    /// The next record before the end, `None` once the end is reached.
+    pub fn next_record(&mut self) -> Result<Option<BorrowedMessage<'_>>> {
+        let Some(consumer) = self.consumer.as_ref().filter(|_| !self.done) else {
+            return Ok(None);
+        };
+        let since = Instant::now();
+        loop {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) if m.offset() < self.end => return Ok(Some(m)),
+                Some(Ok(_)) => {
+                    self.done = true;
+                    return Ok(None);
+                }
+                None | Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => return Err(Error::kafka(format!("reading `{}`", self.topic), e)),
+            }
+            let position = consumer.position().map_err(|e| {
+                Error::kafka(format!("reading the position in `{}`", self.topic), e)
+            })?;
+            let reached = position
+                .find_partition(&self.topic, self.partition)
+                .is_some_and(|e| crate::state::reached(e.offset(), self.end));
+            if reached {
+                self.done = true;
+                return Ok(None);
+            }
+            if since.elapsed() > STALL_LIMIT {
+                return Err(Error::State(format!(
+                    "reading `{}` partition {} did not reach its high watermark {} within {} s of the last record: a transaction is still open there (a processor that died mid-transaction, until the broker aborts it, or a producer outside auditchain); run verify again once it has ended",
+                    self.topic,
+                    self.partition,
+                    self.end,
+                    STALL_LIMIT.as_secs()
+                )));
+            }
+        }
+    }
+}
+
+/// The (low, high) watermarks of `partitions` of `topic`; partitions the
+/// topic does not have are left out. An error names a topic that does not
+/// exist.
+pub fn watermarks(
+    config: &Config,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<HashMap<i32, (i64, i64)>> {
+    let count = topic_partitions(config, topic)?;
+    let present: Vec<i32> = partitions
+        .iter()
+        .copied()
+        .filter(|p| (*p as usize) < count)
+        .collect();
+    crate::state::high_watermarks(config, topic, &present)
+}
+
+/// Reads every partition of `topic` to its end (`read_committed`), handing
+/// each record to `f`.
+pub fn read_topic(
+    config: &Config,
+    topic: &str,
+    f: impl FnMut(i32, i64, Option<&[u8]>, Option<&[u8]>),
+) -> Result<()> {
+    read_partitions(config, topic, None, f)
+}
+
+/// Number of partitions of `topic`.
+pub fn topic_partitions(config: &Config, topic: &str) -> Result<usize> {
+    let consumer: BaseConsumer<QuietContext> = base_client_config(config, "auditchain-verify")
+        .create_with_context(QuietContext)
+        .map_err(|e| Error::kafka("creating a metadata client", e))?;
+    partition_count(&consumer, topic, &config.kafka.bootstrap_servers)?.ok_or_else(|| {
+        Error::Topic {
+            topic: topic.into(),
+            message: "does not exist".into(),
+        }
+    })
+}
+
+/// Like [`read_topic`], for `only` partitions (all when `None`), one
+/// partition after the other.
+pub fn read_partitions(
+    config: &Config,
+    topic: &str,
+    only: Option<&[i32]>,
+    mut f: impl FnMut(i32, i64, Option<&[u8]>, Option<&[u8]>),
+) -> Result<()> {
+    let wanted: Vec<i32> = match only {
+        Some(ps) => ps.to_vec(),
+        None => (0..topic_partitions(config, topic)? as i32).collect(),
+    };
+    let ends = watermarks(config, topic, &wanted)?;
+    let mut partitions: Vec<(&i32, &(i64, i64))> = ends.iter().collect();
+    partitions.sort();
+    for (p, ends) in partitions {
+        let mut reader = PartitionReader::open(config, topic, *p, *ends, None)?;
+        while let Some(m) = reader.next_record()? {
+            f(m.partition(), m.offset(), m.key(), m.payload());
+        }
+    }
+    Ok(())
+}
+
+/// Reads the three output topics of `config`.
+pub fn read_trail(config: &Config) -> Result<Trail> {
+    read_trail_partitions(config, None)
+}
+
+/// Reads `only` partitions (all when `None`) of the three output topics.
+pub fn read_trail_partitions(config: &Config, only: Option<&[i32]>) -> Result<Trail> {
+    let mut trail = Trail::default();
+    let t = &config.topics;
+    let mut undecodable = Vec::new();
+    read_partitions(
+        config,
+        &t.chained,
+        only,
+        |p, o, _, v| match ChainedRecord::decode(v.unwrap_or_default()) {
+            Ok(r) => trail.chained.push(r),
+            Err(e) => undecodable.push((t.chained.clone(), p, o, e.to_string())),
+        },
+    )?;
+    read_partitions(
+        config,
+        &t.quarantine,
+        only,
+        |p, o, _, v| match QuarantineRecord::decode(v.unwrap_or_default()) {
+            Ok(r) => trail.quarantined.push(r),
+            Err(e) => undecodable.push((t.quarantine.clone(), p, o, e.to_string())),
+        },
+    )?;
+    read_partitions(
+        config,
+        &t.anchors,
+        only,
+        |p, o, _, v| match AnchorBatch::decode(v.unwrap_or_default()) {
+            Ok(r) => trail.anchors.push(r),
+            Err(e) => undecodable.push((t.anchors.clone(), p, o, e.to_string())),
+        },
+    )?;
+    trail.undecodable = undecodable;
+    Ok(trail)
+}
+
+/// The coordinates of every committed data record of the input topic.
+pub fn read_input_coords(config: &Config) -> Result<Vec<Coord>> {
+    read_input_partitions(config, None)
+}
+
+/// Like [`read_input_coords`], for `only` partitions.
+pub fn read_input_partitions(config: &Config, only: Option<&[i32]>) -> Result<Vec<Coord>> {
+    let topic = config.topics.input.clone();
+    let mut coords = Vec::new();
+    read_partitions(config, &topic, only, |p, o, _, _| {
+        coords.push((topic.clone(), p as u32, o as u64))
+    })?;
+    Ok(coords)
+}

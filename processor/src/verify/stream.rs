@@ -1,0 +1,272 @@
+//! Feeding a [`PartitionCheck`]: the three output streams of one partition
+//! read together in anchor order, a chunk at a time, with each chunk
+//! decoded and its signatures verified on all cores.
+
+use std::collections::VecDeque;
+
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::records::AnchorBatch;
+
+use super::check::{Link, PartitionCheck, Positions, QuarantineLeaf, SourceOffset};
+use super::read::PartitionReader;
+
+/// Records decoded and checked in parallel per chunk: large enough to keep
+/// every core busy, small enough that a chunk is a few MB.
+pub const CHUNK: usize = 4096;
+
+/// One record of an output partition.
+pub enum Item<T> {
+    /// Decoded, at this output offset.
+    Record(i64, T),
+    /// Did not decode: output offset and why.
+    Undecodable(i64, String),
+}
+
+/// One output topic partition's records, in log order.
+pub trait Source<T> {
+    /// Appends up to `max` further records to `out`; none at the end.
+    fn next_chunk(&mut self, max: usize, out: &mut Vec<Item<T>>) -> Result<()>;
+}
+
+/// Records already in memory.
+pub struct VecSource<T>(pub std::vec::IntoIter<Item<T>>);
+
+impl<T> Source<T> for VecSource<T> {
+    fn next_chunk(&mut self, max: usize, out: &mut Vec<Item<T>>) -> Result<()> {
+        out.extend(self.0.by_ref().take(max));
+        Ok(())
+    }
+}
+
+/// Records read from Kafka, each turned into `T` by `convert` on the rayon
+/// pool (decoding, and for chained records the signature checks).
+pub struct KafkaSource<F> {
+    reader: PartitionReader,
+    convert: F,
+    /// Raw values of the current chunk; reused, so reading allocates
+    /// nothing per record once the buffers have grown.
+    raw: Vec<(i64, Vec<u8>)>,
+}
+
+impl<F> KafkaSource<F> {
+    /// Reads with `reader`, converting with `convert`.
+    pub fn new(reader: PartitionReader, convert: F) -> Self {
+        KafkaSource {
+            reader,
+            convert,
+            raw: Vec::new(),
+        }
+    }
+}
+
+impl<T: Send, F: Fn(&[u8]) -> Result<T> + Sync> Source<T> for KafkaSource<F> {
+    fn next_chunk(&mut self, max: usize, out: &mut Vec<Item<T>>) -> Result<()> {
+        let mut n = 0;
+        while n < max {
+            let Some(m) = self.reader.next_record()? else {
+                break;
+            };
+            let (offset, value) = (
+                rdkafka::Message::offset(&m),
+                rdkafka::Message::payload(&m).unwrap_or_default(),
+            );
+            match self.raw.get_mut(n) {
+                Some(slot) => {
+                    slot.0 = offset;
+                    slot.1.clear();
+                    slot.1.extend_from_slice(value);
+                }
+                None => self.raw.push((offset, value.to_vec())),
+            }
+            n += 1;
+        }
+        let convert = &self.convert;
+        out.par_extend(
+            self.raw[..n]
+                .par_iter()
+                .map(|(offset, value)| match convert(value) {
+                    Ok(t) => Item::Record(*offset, t),
+                    Err(e) => Item::Undecodable(*offset, e.to_string()),
+                }),
+        );
+        Ok(())
+    }
+}
+
+/// A source with a look-ahead buffer of one chunk.
+pub struct Stream<T, S> {
+    topic: String,
+    partition: i32,
+    source: S,
+    buffer: VecDeque<Item<T>>,
+    chunk: Vec<Item<T>>,
+    done: bool,
+    /// The output offset after the last record handed over: where a
+    /// later run resumes.
+    next_offset: i64,
+}
+
+impl<T, S: Source<T>> Stream<T, S> {
+    /// `source`, the records of output `topic`/`partition` from output
+    /// offset `start` on.
+    pub fn new(topic: &str, partition: i32, start: i64, source: S) -> Self {
+        Stream {
+            topic: topic.to_string(),
+            partition,
+            source,
+            buffer: VecDeque::new(),
+            chunk: Vec::new(),
+            done: false,
+            next_offset: start,
+        }
+    }
+
+    /// The output offset after the last record handed over.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    fn handed_over(&mut self, offset: i64) {
+        self.next_offset = self.next_offset.max(offset + 1);
+    }
+
+    /// Refills the buffer when it is empty; false when nothing is left.
+    fn fill(&mut self) -> Result<bool> {
+        if self.buffer.is_empty() && !self.done {
+            self.source.next_chunk(CHUNK, &mut self.chunk)?;
+            self.done = self.chunk.is_empty();
+            self.buffer.extend(self.chunk.drain(..));
+        }
+        Ok(!self.buffer.is_empty())
+    }
+
+    /// The next record and its output offset, undecodable ones reported to
+    /// `check` and skipped.
+    fn next(&mut self, check: &mut PartitionCheck<'_>) -> Result<Option<(i64, T)>> {
+        while self.fill()? {
+            match self.buffer.pop_front() {
+                Some(Item::Record(o, t)) => {
+                    self.handed_over(o);
+                    return Ok(Some((o, t)));
+                }
+                Some(Item::Undecodable(o, e)) => {
+                    self.handed_over(o);
+                    check.undecodable(&self.topic, self.partition, o, &e)
+                }
+                None => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl<T: SourceOffset, S: Source<T>> Stream<T, S> {
+    /// Hands every record at the front with a source offset up to `bound`
+    /// to `f`; returns how many records it took.
+    fn take_through(
+        &mut self,
+        bound: u64,
+        check: &mut PartitionCheck<'_>,
+        mut f: impl FnMut(&mut PartitionCheck<'_>, T),
+    ) -> Result<u64> {
+        let mut taken = 0;
+        while self.fill()? {
+            match self.buffer.front() {
+                Some(Item::Record(_, t)) if t.source_offset() > bound => break,
+                _ => {}
+            }
+            taken += 1;
+            match self.buffer.pop_front() {
+                Some(Item::Record(o, t)) => {
+                    self.handed_over(o);
+                    f(check, t)
+                }
+                Some(Item::Undecodable(o, e)) => {
+                    self.handed_over(o);
+                    check.undecodable(&self.topic, self.partition, o, &e)
+                }
+                None => {}
+            }
+        }
+        Ok(taken)
+    }
+
+    /// The largest source offset buffered (after filling), `None` when the
+    /// stream is over: in a trail past its last anchor, the bound up to
+    /// which both record streams can be merged.
+    fn horizon(&mut self) -> Result<Option<u64>> {
+        if !self.fill()? {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.buffer
+                .iter()
+                .map(|i| match i {
+                    Item::Record(_, t) => t.source_offset(),
+                    Item::Undecodable(..) => 0,
+                })
+                .max()
+                .unwrap_or(0),
+        ))
+    }
+}
+
+/// The streams of one partition's trail.
+pub struct Streams<A, C, Q> {
+    /// `AnchorBatch`es.
+    pub anchors: Stream<AnchorBatch, A>,
+    /// Chained records.
+    pub chained: Stream<Link, C>,
+    /// Quarantine records.
+    pub quarantined: Stream<QuarantineLeaf, Q>,
+}
+
+/// Runs `check` over `streams`: each anchor after the records it may cover,
+/// then what follows the last anchor (none in a sound trail: a record
+/// commits with its anchor). `progress` is told how many records were
+/// taken each time.
+pub fn run<A, C, Q>(
+    check: &mut PartitionCheck<'_>,
+    streams: &mut Streams<A, C, Q>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<()>
+where
+    A: Source<AnchorBatch>,
+    C: Source<Link>,
+    Q: Source<QuarantineLeaf>,
+{
+    while let Some((at, anchor)) = streams.anchors.next(check)? {
+        let bound = anchor.anchor.last_offset;
+        let n = streams
+            .chained
+            .take_through(bound, check, |c, r| c.link(r))?
+            + streams
+                .quarantined
+                .take_through(bound, check, |c, q| c.quarantined(q))?;
+        check.anchor(&anchor)?;
+        check.mark(Positions {
+            anchors: at,
+            chained: streams.chained.next_offset(),
+            quarantine: streams.quarantined.next_offset(),
+            input: anchor.anchor.last_offset as i64 + 1,
+        });
+        progress(n);
+    }
+    loop {
+        let bound = match (streams.chained.horizon()?, streams.quarantined.horizon()?) {
+            (None, None) => return Ok(()),
+            (Some(c), Some(q)) => c.min(q),
+            (Some(b), None) | (None, Some(b)) => b,
+        };
+        let n = streams
+            .chained
+            .take_through(bound, check, |c, r| c.link(r))?
+            + streams
+                .quarantined
+                .take_through(bound, check, |c, q| c.quarantined(q))?;
+        check.close_uncovered()?;
+        progress(n);
+    }
+}
