@@ -18,6 +18,7 @@ mod stream;
 use std::collections::{BTreeMap, HashMap};
 
 use ed25519_dalek::VerifyingKey;
+use rayon::prelude::*;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -194,8 +195,12 @@ pub fn check(
 ) -> Report {
     let mut held: BTreeMap<(String, u32), Held> = BTreeMap::new();
     // Output offsets are positions in the lists.
-    for (i, r) in trail.chained.iter().enumerate() {
-        let link = Link::check(r.clone(), producer_keys);
+    let links: Vec<Link> = trail
+        .chained
+        .par_iter()
+        .map(|r| Link::check(r.clone(), producer_keys))
+        .collect();
+    for (i, (r, link)) in trail.chained.iter().zip(links).enumerate() {
         let at = (r.source_topic.clone(), r.source_partition);
         held.entry(at)
             .or_default()
