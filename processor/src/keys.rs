@@ -76,7 +76,7 @@ fn decode_hex32(text: &str) -> std::result::Result<[u8; 32], String> {
     })
 }
 
-fn parse_verifying_key(text: &str) -> std::result::Result<VerifyingKey, String> {
+pub(crate) fn parse_verifying_key(text: &str) -> std::result::Result<VerifyingKey, String> {
     let bytes = decode_hex32(text)?;
     let key =
         VerifyingKey::from_bytes(&bytes).map_err(|e| format!("not an Ed25519 public key ({e})"))?;

@@ -6,6 +6,7 @@
 
 pub mod acls;
 pub mod auth;
+pub mod bundle;
 pub mod chain;
 pub mod config;
 pub mod error;

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod commands;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "auditchain",
@@ -92,6 +94,13 @@ enum Command {
     /// Work with quarantined records.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
+    /// Export one tenant's records with the signed anchors that cover them and each record's
+    /// Merkle audit path: a bundle (JSON Lines) that `check-bundle` verifies offline. It holds
+    /// no other tenant's records.
+    Export(commands::bundle::ExportArgs),
+    /// Check a bundle from `export` offline, with public keys only. Exit code 0: it holds;
+    /// 1: it does not; 2: could not run.
+    CheckBundle(commands::bundle::CheckBundleArgs),
     /// Check a proof from `prove` offline. Exit code 0: it holds; 1: it does not; 2: could not run.
     CheckProof {
         /// The proof (JSON).
@@ -429,16 +438,7 @@ fn init_logging(json: bool) {
 /// Exit code for "verification failed" (2 is "could not run").
 const EXIT_NOT_VERIFIED: u8 = 1;
 
-#[derive(Debug)]
-struct NotVerified;
-
-impl std::fmt::Display for NotVerified {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the audit trail did not verify")
-    }
-}
-
-impl std::error::Error for NotVerified {}
+use commands::NotVerified;
 
 fn status(config: PathBuf, wait: Option<u64>) -> anyhow::Result<()> {
     let config = auditchain::config::Config::load(&config)
@@ -490,6 +490,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             (lo, hi) => Some((lo.unwrap_or(0), hi.unwrap_or(u64::MAX))),
         },
         check_input: !args.no_input,
+        checkpoint: args.checkpoint.is_some(),
         resume: args
             .checkpoint
             .as_deref()
@@ -736,6 +737,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             processor_keys,
             producer_keys,
         } => check_proof(proof, processor_keys, producer_keys),
+        Command::Export(args) => {
+            tokio::task::spawn_blocking(move || commands::bundle::export(args)).await?
+        }
+        Command::CheckBundle(args) => commands::bundle::check(args, processor_keys),
         Command::Smoke {
             bootstrap_servers,
             registry_url,

@@ -147,7 +147,7 @@ fn unhex(what: &str, s: &str) -> std::result::Result<Vec<u8>, String> {
 }
 
 impl ProofAnchor {
-    fn from_batch(b: &AnchorBatch) -> Self {
+    pub(crate) fn from_batch(b: &AnchorBatch) -> Self {
         let a = &b.anchor;
         ProofAnchor {
             source_topic: a.source_topic.clone(),

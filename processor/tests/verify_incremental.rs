@@ -20,6 +20,7 @@ fn verify(fx: &common::Fixture, resume: Option<Checkpoint>) -> Report {
     )]);
     let options = Options {
         check_input: true,
+        checkpoint: true,
         resume,
         ..Options::default()
     };

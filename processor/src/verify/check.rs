@@ -243,6 +243,8 @@ pub struct Scope<'a> {
     /// The input's end when reading started: output records at or past it
     /// are for input this run did not read.
     pub input_end: u64,
+    /// Report the partition's state at its last anchor (for a checkpoint).
+    pub keep_state: bool,
 }
 
 impl Default for Scope<'_> {
@@ -252,6 +254,7 @@ impl Default for Scope<'_> {
             offsets: None,
             processed: u64::MAX,
             input_end: u64::MAX,
+            keep_state: false,
         }
     }
 }
@@ -325,8 +328,8 @@ pub struct PartitionCheck<'a> {
     last_joined: Option<u64>,
     /// The checkpoint's anchor, expected first when resuming.
     resumed_from: Option<Hash>,
-    /// State and positions at the last anchor checked.
-    marked: Option<(Positions, Vec<HeadState>)>,
+    /// Positions after the last anchor checked.
+    marked: Option<Positions>,
     pending: usize,
     chained: usize,
     quarantined: usize,
@@ -396,25 +399,16 @@ impl<'a> PartitionCheck<'a> {
         };
         self.last_joined = Some(state.last_offset);
         self.resumed_from = Some(hash);
-        self.marked = Some((state.next, state.heads.clone()));
+        self.marked = Some(state.next);
         Ok(self)
     }
 
     /// Records where reading would resume after the anchor just checked.
+    /// (The chain heads are taken at the end: past the last anchor they
+    /// move on only in a trail that does not verify, which gets no
+    /// checkpoint.)
     pub fn mark(&mut self, next: Positions) {
-        let heads = self
-            .heads
-            .iter()
-            .filter(|h| h.len > 0)
-            .map(|h| HeadState {
-                tenant_id: h.tenant_id.clone(),
-                seq: h.seq,
-                entry_hash: hex::encode(h.hash),
-                source_offset: h.offset,
-                length: h.len,
-            })
-            .collect();
-        self.marked = Some((next, heads));
+        self.marked = Some(next);
     }
 
     fn problem(&mut self, kind: Kind, place: impl Into<String>, what: impl Into<String>) {
@@ -862,16 +856,28 @@ impl<'a> PartitionCheck<'a> {
             );
         }
         let tenant = self.scope.tenant;
-        let state = match (self.marked.take(), self.resumed_from.is_some()) {
-            (_, true) => None,
-            (Some((next, heads)), false) => Some(PartitionState {
-                anchor_seq: self.anchor.next_seq - 1,
-                anchor_hash: hex::encode(self.anchor.prev_hash),
-                last_offset: self.anchor.last_offset.unwrap_or_default(),
-                next,
-                heads,
-            }),
-            (None, false) => None,
+        let state = match self.marked.take() {
+            Some(next) if self.scope.keep_state && self.resumed_from.is_none() => {
+                Some(PartitionState {
+                    anchor_seq: self.anchor.next_seq - 1,
+                    anchor_hash: hex::encode(self.anchor.prev_hash),
+                    last_offset: self.anchor.last_offset.unwrap_or_default(),
+                    next,
+                    heads: self
+                        .heads
+                        .iter()
+                        .filter(|h| h.len > 0)
+                        .map(|h| HeadState {
+                            tenant_id: h.tenant_id.clone(),
+                            seq: h.seq,
+                            entry_hash: hex::encode(h.hash),
+                            source_offset: h.offset,
+                            length: h.len,
+                        })
+                        .collect(),
+                })
+            }
+            _ => None,
         };
         let chains = self
             .heads

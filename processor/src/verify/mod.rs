@@ -31,7 +31,7 @@ pub use read::{
     read_input_coords, read_input_partitions, read_partitions, read_topic, read_trail,
     read_trail_partitions, topic_partitions, PartitionReader,
 };
-use stream::{Item, KafkaSource, Stream, Streams, VecSource};
+use stream::{Item, KafkaSource, Stream, Streams, VecSource, ANCHOR_CHUNK, CHUNK};
 
 /// Source coordinates of an input record.
 pub type Coord = (String, u32, u64);
@@ -136,8 +136,8 @@ pub struct Report {
     /// Input records not processed yet (at or past the processor's
     /// committed offset), when the input was compared.
     pub pending: Option<usize>,
-    /// Each partition's state at its last anchor checked: the next
-    /// checkpoint.
+    /// Each partition's state at its last anchor checked, when asked for
+    /// ([`Options::checkpoint`]): the next checkpoint.
     pub states: BTreeMap<i32, PartitionState>,
 }
 
@@ -243,12 +243,25 @@ pub fn check(
         let mut check =
             PartitionCheck::new(topic.clone(), p, processor_keys, Scope::default(), input);
         let mut streams = Streams {
-            anchors: Stream::new("anchors", p as i32, 0, VecSource(held.anchors.into_iter())),
-            chained: Stream::new("chained", p as i32, 0, VecSource(held.chained.into_iter())),
+            anchors: Stream::new(
+                "anchors",
+                p as i32,
+                0,
+                ANCHOR_CHUNK,
+                VecSource(held.anchors.into_iter()),
+            ),
+            chained: Stream::new(
+                "chained",
+                p as i32,
+                0,
+                CHUNK,
+                VecSource(held.chained.into_iter()),
+            ),
             quarantined: Stream::new(
                 "quarantine",
                 p as i32,
                 0,
+                CHUNK,
                 VecSource(held.quarantined.into_iter()),
             ),
         };
@@ -280,6 +293,9 @@ pub struct Options {
     pub check_input: bool,
     /// Verify only what follows this checkpoint of an earlier run.
     pub resume: Option<Checkpoint>,
+    /// Report each partition's state for the next checkpoint
+    /// ([`Report::states`]).
+    pub checkpoint: bool,
 }
 
 /// What an earlier `verify` established, so that the next verifies only
@@ -466,6 +482,7 @@ pub fn verify(
             } else {
                 u64::MAX
             },
+            keep_state: options.checkpoint,
         };
         let next = resumed(p).map(|s| s.next);
         let input = if check_input {
@@ -491,12 +508,14 @@ pub fn verify(
                 &t.anchors,
                 p,
                 a0,
+                ANCHOR_CHUNK,
                 KafkaSource::new(anchors, AnchorBatch::decode),
             ),
             chained: Stream::new(
                 &t.chained,
                 p,
                 c0,
+                CHUNK,
                 KafkaSource::new(chained, |v: &[u8]| {
                     ChainedRecord::decode(v).map(|r| Link::check(r, producer_keys))
                 }),
@@ -505,6 +524,7 @@ pub fn verify(
                 &t.quarantine,
                 p,
                 q0,
+                CHUNK,
                 KafkaSource::new(quarantined, |v: &[u8]| {
                     QuarantineRecord::decode(v).map(QuarantineLeaf::check)
                 }),

@@ -16,6 +16,11 @@ use super::read::PartitionReader;
 /// every core busy, small enough that a chunk is a few MB.
 pub const CHUNK: usize = 4096;
 
+/// Anchors decoded per chunk: an anchor carries a head per tenant of its
+/// transaction (100 KB and more with many tenants), and one is checked at
+/// a time.
+pub const ANCHOR_CHUNK: usize = 4;
+
 /// One record of an output partition.
 pub enum Item<T> {
     /// Decoded, at this output offset.
@@ -102,6 +107,7 @@ pub struct Stream<T, S> {
     source: S,
     buffer: VecDeque<Item<T>>,
     chunk: Vec<Item<T>>,
+    chunk_size: usize,
     done: bool,
     /// The output offset after the last record handed over: where a
     /// later run resumes.
@@ -110,14 +116,15 @@ pub struct Stream<T, S> {
 
 impl<T, S: Source<T>> Stream<T, S> {
     /// `source`, the records of output `topic`/`partition` from output
-    /// offset `start` on.
-    pub fn new(topic: &str, partition: i32, start: i64, source: S) -> Self {
+    /// offset `start` on, read `chunk_size` at a time.
+    pub fn new(topic: &str, partition: i32, start: i64, chunk_size: usize, source: S) -> Self {
         Stream {
             topic: topic.to_string(),
             partition,
             source,
             buffer: VecDeque::new(),
             chunk: Vec::new(),
+            chunk_size,
             done: false,
             next_offset: start,
         }
@@ -135,7 +142,7 @@ impl<T, S: Source<T>> Stream<T, S> {
     /// Refills the buffer when it is empty; false when nothing is left.
     fn fill(&mut self) -> Result<bool> {
         if self.buffer.is_empty() && !self.done {
-            self.source.next_chunk(CHUNK, &mut self.chunk)?;
+            self.source.next_chunk(self.chunk_size, &mut self.chunk)?;
             self.done = self.chunk.is_empty();
             self.buffer.extend(self.chunk.drain(..));
         }
