@@ -31,7 +31,7 @@ pub use read::{
     read_input_coords, read_input_partitions, read_partitions, read_topic, read_trail,
     read_trail_partitions, topic_partitions, PartitionReader,
 };
-use stream::{Item, KafkaSource, Stream, Streams, VecSource, ANCHOR_CHUNK, CHUNK};
+use stream::{prefetch, Item, KafkaSource, Stream, Streams, VecSource, ANCHOR_CHUNK, CHUNK};
 
 /// Source coordinates of an input record.
 pub type Coord = (String, u32, u64);
@@ -503,36 +503,35 @@ pub fn verify(
         let (c0, chained) = reader(&t.chained, &chained_ends, next.map(|n| n.chained))?;
         let (q0, quarantined) =
             reader(&t.quarantine, &quarantine_ends, next.map(|n| n.quarantine))?;
-        let mut streams = Streams {
-            anchors: Stream::new(
-                &t.anchors,
-                p,
-                a0,
-                ANCHOR_CHUNK,
-                KafkaSource::new(anchors, AnchorBatch::decode),
-            ),
-            chained: Stream::new(
-                &t.chained,
-                p,
-                c0,
-                CHUNK,
-                KafkaSource::new(chained, |v: &[u8]| {
-                    ChainedRecord::decode(v).map(|r| Link::check(r, producer_keys))
-                }),
-            ),
-            quarantined: Stream::new(
-                &t.quarantine,
-                p,
-                q0,
-                CHUNK,
-                KafkaSource::new(quarantined, |v: &[u8]| {
-                    QuarantineRecord::decode(v).map(QuarantineLeaf::check)
-                }),
-            ),
-        };
-        stream::run(&mut check, &mut streams, &mut |n| {
-            done += n;
-            progress(done, total);
+        std::thread::scope(|scope| {
+            let chained = KafkaSource::new(chained, |v: &[u8]| {
+                ChainedRecord::decode(v).map(|r| Link::check(r, producer_keys))
+            });
+            let quarantined = KafkaSource::new(quarantined, |v: &[u8]| {
+                QuarantineRecord::decode(v).map(QuarantineLeaf::check)
+            });
+            let anchors = KafkaSource::new(anchors, AnchorBatch::decode);
+            let mut streams = Streams {
+                anchors: Stream::new(
+                    &t.anchors,
+                    p,
+                    a0,
+                    ANCHOR_CHUNK,
+                    prefetch(scope, anchors, ANCHOR_CHUNK),
+                ),
+                chained: Stream::new(&t.chained, p, c0, CHUNK, prefetch(scope, chained, CHUNK)),
+                quarantined: Stream::new(
+                    &t.quarantine,
+                    p,
+                    q0,
+                    CHUNK,
+                    prefetch(scope, quarantined, CHUNK),
+                ),
+            };
+            stream::run(&mut check, &mut streams, &mut |n| {
+                done += n;
+                progress(done, total);
+            })
         })?;
         report.absorb(check.finish()?);
     }

@@ -100,6 +100,66 @@ impl<T: Send, F: Fn(&[u8]) -> Result<T> + Sync> Source<T> for KafkaSource<F> {
     }
 }
 
+/// A source read and converted a chunk ahead on a thread of its own, so
+/// reading, the checks on the pool, and the caller's own work on the
+/// previous chunk overlap.
+pub struct Prefetched<T> {
+    chunks: std::sync::mpsc::Receiver<Result<Vec<Item<T>>>>,
+    done: bool,
+}
+
+/// Starts reading `source` a chunk of `chunk` records ahead on a thread of
+/// `scope`. The thread ends at the source's end, on its error (handed on),
+/// or when the [`Prefetched`] is dropped.
+pub fn prefetch<'scope, T, S>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    mut source: S,
+    chunk: usize,
+) -> Prefetched<T>
+where
+    T: Send + 'scope,
+    S: Source<T> + Send + 'scope,
+{
+    let (send, chunks) = std::sync::mpsc::sync_channel(1);
+    scope.spawn(move || loop {
+        let mut out = Vec::with_capacity(chunk);
+        let read = source.next_chunk(chunk, &mut out);
+        let last = read.as_ref().map_or(true, |()| out.is_empty());
+        if send.send(read.map(|()| out)).is_err() || last {
+            return;
+        }
+    });
+    Prefetched {
+        chunks,
+        done: false,
+    }
+}
+
+impl<T> Source<T> for Prefetched<T> {
+    fn next_chunk(&mut self, _max: usize, out: &mut Vec<Item<T>>) -> Result<()> {
+        if self.done {
+            return Ok(());
+        }
+        match self.chunks.recv() {
+            Ok(Ok(chunk)) => {
+                self.done = chunk.is_empty();
+                out.extend(chunk);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.done = true;
+                Err(e)
+            }
+            Err(_) => {
+                self.done = true;
+                Err(crate::error::Error::State(
+                    "a verify reader thread ended without a result".into(),
+                ))
+            }
+        }
+    }
+}
+
 /// A source with a look-ahead buffer of one chunk.
 pub struct Stream<T, S> {
     topic: String,
