@@ -573,6 +573,45 @@ mod tests {
         input: Vec<Coord>,
     }
 
+    /// A chained record of `tenant` in partition `in`/0, signed by the test
+    /// producer key.
+    fn chained(tenant: &str, seq: u64, prev: Hash, offset: u64, event: Vec<u8>) -> ChainedRecord {
+        let producer = SigningKey::from_bytes(&[1; 32]);
+        let digest = chain::event_digest(&event);
+        ChainedRecord {
+            tenant_id: tenant.into(),
+            seq,
+            prev_hash: prev,
+            entry_hash: chain::entry_hash(tenant, seq, &prev, &digest, "in", 0, offset),
+            event_digest: digest,
+            source_topic: "in".into(),
+            source_partition: 0,
+            source_offset: offset,
+            source_timestamp_ms: 0,
+            key_id: "p".into(),
+            producer_sig: chain::sign(&producer, &chain::event_msg(tenant, &event)).to_vec(),
+            event,
+            anchor_seq: 1,
+        }
+    }
+
+    /// A `MISSING_KEY` quarantine record at `offset` of `in`/0.
+    fn quarantined(offset: u64) -> QuarantineRecord {
+        QuarantineRecord {
+            reason: Reason::MissingKey,
+            detail: String::new(),
+            source_topic: "in".into(),
+            source_partition: 0,
+            source_offset: offset,
+            source_timestamp_ms: 0,
+            raw_key: None,
+            raw_value: Some(b"junk".to_vec()),
+            headers: Vec::new(),
+            quarantine_hash: chain::quarantine_hash("in", 0, offset, b"", b"junk", "MISSING_KEY"),
+            anchor_seq: 1,
+        }
+    }
+
     /// A valid trail: tenant `a` at offsets 0, 1, 3; a quarantined record at
     /// 2; one anchor over 0..=3.
     fn build() -> Built {
@@ -590,42 +629,14 @@ mod tests {
         let mut prev = ZERO;
         let mut leaves = Vec::new();
         for (seq, offset) in [(1u64, 0u64), (2, 1), (3, 3)] {
-            let event = vec![0, 0, 0, 0, 1, seq as u8];
-            let digest = chain::event_digest(&event);
-            let entry = chain::entry_hash("a", seq, &prev, &digest, "in", 0, offset);
-            trail.chained.push(ChainedRecord {
-                tenant_id: "a".into(),
-                seq,
-                prev_hash: prev,
-                entry_hash: entry,
-                event_digest: digest,
-                source_topic: "in".into(),
-                source_partition: 0,
-                source_offset: offset,
-                source_timestamp_ms: 0,
-                key_id: "p".into(),
-                producer_sig: chain::sign(&producer, &chain::event_msg("a", &event)).to_vec(),
-                event,
-                anchor_seq: 1,
-            });
-            prev = entry;
-            leaves.push((offset, entry));
+            let r = chained("a", seq, prev, offset, vec![0, 0, 0, 0, 1, seq as u8]);
+            prev = r.entry_hash;
+            leaves.push((offset, r.entry_hash));
+            trail.chained.push(r);
         }
-        let qh = chain::quarantine_hash("in", 0, 2, b"", b"junk", "MISSING_KEY");
-        trail.quarantined.push(QuarantineRecord {
-            reason: Reason::MissingKey,
-            detail: String::new(),
-            source_topic: "in".into(),
-            source_partition: 0,
-            source_offset: 2,
-            source_timestamp_ms: 0,
-            raw_key: None,
-            raw_value: Some(b"junk".to_vec()),
-            headers: Vec::new(),
-            quarantine_hash: qh,
-            anchor_seq: 1,
-        });
-        leaves.push((2, qh));
+        let q = quarantined(2);
+        leaves.push((2, q.quarantine_hash));
+        trail.quarantined.push(q);
         leaves.sort_by_key(|(o, _)| *o);
         let hashes: Vec<Hash> = leaves.iter().map(|(_, h)| *h).collect();
         let anchor = Anchor {
@@ -790,57 +801,39 @@ mod tests {
     fn long_trail(records: u64, tenants: u64, per_anchor: u64, quarantine_every: u64) -> Built {
         let mut b = build();
         b.trail = Trail::default();
-        let producer = SigningKey::from_bytes(&[1; 32]);
         let processor = SigningKey::from_bytes(&[2; 32]);
         let mut heads: BTreeMap<String, (u64, Hash)> = BTreeMap::new();
         let (mut prev_anchor, mut anchor_seq) = (ZERO, 1);
         let mut segment: Vec<Hash> = Vec::new();
         let mut touched: BTreeMap<String, (u64, Hash)> = BTreeMap::new();
-        let (mut chained, mut quarantined, mut first) = (0, 0, 0);
+        let (mut in_chains, mut in_quarantine, mut first) = (0, 0, 0);
         for offset in 0..records {
             if offset % quarantine_every == quarantine_every - 1 {
-                let qh = chain::quarantine_hash("in", 0, offset, b"", b"junk", "MISSING_KEY");
-                b.trail.quarantined.push(QuarantineRecord {
-                    reason: Reason::MissingKey,
-                    detail: String::new(),
-                    source_topic: "in".into(),
-                    source_partition: 0,
-                    source_offset: offset,
-                    source_timestamp_ms: 0,
-                    raw_key: None,
-                    raw_value: Some(b"junk".to_vec()),
-                    headers: Vec::new(),
-                    quarantine_hash: qh,
+                let q = QuarantineRecord {
                     anchor_seq,
-                });
-                segment.push(qh);
-                quarantined += 1;
+                    ..quarantined(offset)
+                };
+                segment.push(q.quarantine_hash);
+                b.trail.quarantined.push(q);
+                in_quarantine += 1;
             } else {
                 let tenant = format!("t{}", offset % tenants);
                 let (seq, prev) = heads.get(&tenant).copied().unwrap_or((0, ZERO));
-                let event = offset.to_be_bytes().to_vec();
-                let digest = chain::event_digest(&event);
-                let entry = chain::entry_hash(&tenant, seq + 1, &prev, &digest, "in", 0, offset);
-                b.trail.chained.push(ChainedRecord {
-                    tenant_id: tenant.clone(),
-                    seq: seq + 1,
-                    prev_hash: prev,
-                    entry_hash: entry,
-                    event_digest: digest,
-                    source_topic: "in".into(),
-                    source_partition: 0,
-                    source_offset: offset,
-                    source_timestamp_ms: 0,
-                    key_id: "p".into(),
-                    producer_sig: chain::sign(&producer, &chain::event_msg(&tenant, &event))
-                        .to_vec(),
-                    event,
+                let r = ChainedRecord {
                     anchor_seq,
-                });
-                heads.insert(tenant.clone(), (seq + 1, entry));
-                touched.insert(tenant, (seq + 1, entry));
-                segment.push(entry);
-                chained += 1;
+                    ..chained(
+                        &tenant,
+                        seq + 1,
+                        prev,
+                        offset,
+                        offset.to_be_bytes().to_vec(),
+                    )
+                };
+                heads.insert(tenant.clone(), (seq + 1, r.entry_hash));
+                touched.insert(tenant, (seq + 1, r.entry_hash));
+                segment.push(r.entry_hash);
+                b.trail.chained.push(r);
+                in_chains += 1;
             }
             if offset % per_anchor == per_anchor - 1 || offset == records - 1 {
                 let anchor = Anchor {
@@ -850,8 +843,8 @@ mod tests {
                     prev_anchor_hash: prev_anchor,
                     first_offset: first,
                     last_offset: offset,
-                    chained_count: chained,
-                    quarantined_count: quarantined,
+                    chained_count: in_chains,
+                    quarantined_count: in_quarantine,
                     merkle_root: chain::merkle_root(&segment).expect("leaves"),
                     tenant_heads: std::mem::take(&mut touched)
                         .into_iter()
@@ -874,7 +867,7 @@ mod tests {
                 });
                 anchor_seq += 1;
                 segment.clear();
-                (chained, quarantined, first) = (0, 0, offset + 1);
+                (in_chains, in_quarantine, first) = (0, 0, offset + 1);
             }
         }
         b.input = (0..records).map(|o| ("in".to_string(), 0, o)).collect();

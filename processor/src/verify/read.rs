@@ -217,38 +217,54 @@ pub fn read_trail(config: &Config) -> Result<Trail> {
 
 /// Reads `only` partitions (all when `None`) of the three output topics.
 pub fn read_trail_partitions(config: &Config, only: Option<&[i32]>) -> Result<Trail> {
-    let mut trail = Trail::default();
     let t = &config.topics;
     let mut undecodable = Vec::new();
-    read_partitions(
+    let chained = read_decoded(
         config,
         &t.chained,
         only,
-        |p, o, _, v| match ChainedRecord::decode(v.unwrap_or_default()) {
-            Ok(r) => trail.chained.push(r),
-            Err(e) => undecodable.push((t.chained.clone(), p, o, e.to_string())),
-        },
+        ChainedRecord::decode,
+        &mut undecodable,
     )?;
-    read_partitions(
+    let quarantined = read_decoded(
         config,
         &t.quarantine,
         only,
-        |p, o, _, v| match QuarantineRecord::decode(v.unwrap_or_default()) {
-            Ok(r) => trail.quarantined.push(r),
-            Err(e) => undecodable.push((t.quarantine.clone(), p, o, e.to_string())),
-        },
+        QuarantineRecord::decode,
+        &mut undecodable,
     )?;
-    read_partitions(
+    let anchors = read_decoded(
         config,
         &t.anchors,
         only,
-        |p, o, _, v| match AnchorBatch::decode(v.unwrap_or_default()) {
-            Ok(r) => trail.anchors.push(r),
-            Err(e) => undecodable.push((t.anchors.clone(), p, o, e.to_string())),
-        },
+        AnchorBatch::decode,
+        &mut undecodable,
     )?;
-    trail.undecodable = undecodable;
-    Ok(trail)
+    Ok(Trail {
+        chained,
+        quarantined,
+        anchors,
+        undecodable,
+    })
+}
+
+/// The records of `topic` decoded by `decode`; those that do not decode
+/// are added to `undecodable` as (topic, partition, offset, error).
+fn read_decoded<T>(
+    config: &Config,
+    topic: &str,
+    only: Option<&[i32]>,
+    decode: fn(&[u8]) -> Result<T>,
+    undecodable: &mut Vec<(String, i32, i64, String)>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    read_partitions(config, topic, only, |p, o, _, v| {
+        match decode(v.unwrap_or_default()) {
+            Ok(r) => out.push(r),
+            Err(e) => undecodable.push((topic.to_string(), p, o, e.to_string())),
+        }
+    })?;
+    Ok(out)
 }
 
 /// The coordinates of every committed data record of the input topic.

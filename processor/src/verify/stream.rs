@@ -290,6 +290,17 @@ pub struct Streams<A, C, Q> {
     pub quarantined: Stream<QuarantineLeaf, Q>,
 }
 
+impl<A, C: Source<Link>, Q: Source<QuarantineLeaf>> Streams<A, C, Q> {
+    /// Hands the chained and the quarantine records up to source offset
+    /// `bound` to `check`; how many.
+    fn take_through(&mut self, bound: u64, check: &mut PartitionCheck<'_>) -> Result<u64> {
+        Ok(self.chained.take_through(bound, check, |c, r| c.link(r))?
+            + self
+                .quarantined
+                .take_through(bound, check, |c, q| c.quarantined(q))?)
+    }
+}
+
 /// Runs `check` over `streams`: each anchor after the records it may cover,
 /// then what follows the last anchor (none in a sound trail: a record
 /// commits with its anchor). `progress` is told how many records were
@@ -305,13 +316,7 @@ where
     Q: Source<QuarantineLeaf>,
 {
     while let Some((at, anchor)) = streams.anchors.next(check)? {
-        let bound = anchor.anchor.last_offset;
-        let n = streams
-            .chained
-            .take_through(bound, check, |c, r| c.link(r))?
-            + streams
-                .quarantined
-                .take_through(bound, check, |c, q| c.quarantined(q))?;
+        let n = streams.take_through(anchor.anchor.last_offset, check)?;
         check.anchor(&anchor)?;
         check.mark(Positions {
             anchors: at,
@@ -327,12 +332,7 @@ where
             (Some(c), Some(q)) => c.min(q),
             (Some(b), None) | (None, Some(b)) => b,
         };
-        let n = streams
-            .chained
-            .take_through(bound, check, |c, r| c.link(r))?
-            + streams
-                .quarantined
-                .take_through(bound, check, |c, q| c.quarantined(q))?;
+        let n = streams.take_through(bound, check)?;
         check.close_uncovered()?;
         progress(n);
     }
