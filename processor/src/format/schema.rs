@@ -17,13 +17,13 @@ use apache_avro::Schema;
 use crate::error::{Error, Result};
 
 /// `schemas/AuditEvent.avsc`.
-pub const AUDIT_EVENT_AVSC: &str = include_str!("../../schemas/AuditEvent.avsc");
+pub const AUDIT_EVENT_AVSC: &str = include_str!("../../../schemas/AuditEvent.avsc");
 /// `schemas/ChainedRecord.avsc`.
-pub const CHAINED_RECORD_AVSC: &str = include_str!("../../schemas/ChainedRecord.avsc");
+pub const CHAINED_RECORD_AVSC: &str = include_str!("../../../schemas/ChainedRecord.avsc");
 /// `schemas/QuarantineRecord.avsc`.
-pub const QUARANTINE_RECORD_AVSC: &str = include_str!("../../schemas/QuarantineRecord.avsc");
+pub const QUARANTINE_RECORD_AVSC: &str = include_str!("../../../schemas/QuarantineRecord.avsc");
 /// `schemas/AnchorBatch.avsc`.
-pub const ANCHOR_BATCH_AVSC: &str = include_str!("../../schemas/AnchorBatch.avsc");
+pub const ANCHOR_BATCH_AVSC: &str = include_str!("../../../schemas/AnchorBatch.avsc");
 
 /// The Confluent wire format's magic byte.
 pub const MAGIC: u8 = 0;

@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn committed_vectors_match_the_code() {
-        let committed = include_str!("../../../schemas/test-vectors/chain-v1.json");
+        let committed = include_str!("../../../../schemas/test-vectors/chain-v1.json");
         assert!(
             committed == render(),
             "schemas/test-vectors/chain-v1.json is stale: run `cargo run --example chain_vectors`"

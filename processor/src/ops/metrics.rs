@@ -568,11 +568,11 @@ mod tests {
         for (file, text) in [
             (
                 "alerts.yml",
-                include_str!("../../ops/prometheus/alerts.yml"),
+                include_str!("../../../ops/prometheus/alerts.yml"),
             ),
             (
                 "auditchain-dashboard.json",
-                include_str!("../../ops/grafana/auditchain-dashboard.json"),
+                include_str!("../../../ops/grafana/auditchain-dashboard.json"),
             ),
         ] {
             for name in names_in(text) {
