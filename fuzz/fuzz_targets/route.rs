@@ -63,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
                 raw_key: input.key.map(<[u8]>::to_vec),
                 raw_value: Some(value.to_vec()),
                 headers: vec![("auditchain-sig".into(), Some(sig.to_vec()))],
-                quarantine_hash: chain::quarantine_hash("in", 0, 0, key, value, reason.code()),
+                quarantine_hash: chain::quarantine_hash(chain::SourceCoord { topic: "in", partition: 0, offset: 0 }, key, value, reason.code()),
                 anchor_seq: 1,
             };
             let bytes = q.encode(3).expect("a quarantine record always encodes");

@@ -88,9 +88,11 @@ fn process(
             seq,
             &prev,
             &chain::event_digest(&r.value),
-            "audit.events",
-            0,
-            i as u64,
+            chain::SourceCoord {
+                topic: "audit.events",
+                partition: 0,
+                offset: i as u64,
+            },
         );
         heads.insert(&r.tenant, (seq, entry));
         leaves.push(entry);
@@ -156,9 +158,11 @@ fn bench(c: &mut Criterion) {
                 7,
                 &ZERO,
                 &chain::event_digest(&r.value),
-                "audit.events",
-                0,
-                1,
+                chain::SourceCoord {
+                    topic: "audit.events",
+                    partition: 0,
+                    offset: 1,
+                },
             )
         })
     });

@@ -153,9 +153,7 @@ fn tampered_chained(fx: &common::Fixture, proof: &Proof) {
             *seq,
             &prev,
             &auditchain::chain::event_digest(&bytes),
-            &p.source_topic,
-            p.source_partition,
-            p.source_offset,
+            proof.source(),
         ));
     }
     assert_rejected(fx, &p, "audit path does not lead");

@@ -401,9 +401,7 @@ async fn a_secured_deployment_processes_verifies_and_refuses_everyone_else() {
         forged.seq,
         &forged.prev_hash,
         &forged.event_digest,
-        &forged.source_topic,
-        forged.source_partition,
-        forged.source_offset,
+        forged.source(),
     );
     let value = forged
         .encode(admin.schemas.chained_record_id)

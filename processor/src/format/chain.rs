@@ -14,7 +14,8 @@ pub mod vectors;
 
 pub use anchor::{Anchor, TenantHead};
 pub use hash::{
-    entry_hash, event_digest, event_msg, quarantine_hash, quarantine_hash_of_digests, Hash, ZERO,
+    entry_hash, event_digest, event_msg, quarantine_hash, quarantine_hash_of_digests, Hash,
+    SourceCoord, ZERO,
 };
 pub use merkle::{audit_path, merkle_root, verify_audit_path};
 pub use sign::{sign, verify_strict};

@@ -150,6 +150,15 @@ fn opt_bytes(b: &Option<Vec<u8>>) -> Value {
 }
 
 impl ChainedRecord {
+    /// Where its input record sits.
+    pub fn source(&self) -> crate::chain::SourceCoord<'_> {
+        crate::chain::SourceCoord {
+            topic: &self.source_topic,
+            partition: self.source_partition,
+            offset: self.source_offset,
+        }
+    }
+
     /// Encodes with Confluent framing under `schema_id`.
     pub fn encode(&self, schema_id: u32) -> Result<Vec<u8>> {
         let value = Value::Record(vec![
@@ -212,6 +221,15 @@ impl ChainedRecord {
 }
 
 impl QuarantineRecord {
+    /// Where its input record sits.
+    pub fn source(&self) -> crate::chain::SourceCoord<'_> {
+        crate::chain::SourceCoord {
+            topic: &self.source_topic,
+            partition: self.source_partition,
+            offset: self.source_offset,
+        }
+    }
+
     /// Encodes with Confluent framing under `schema_id`.
     pub fn encode(&self, schema_id: u32) -> Result<Vec<u8>> {
         let headers = self
@@ -280,9 +298,7 @@ impl QuarantineRecord {
         let key_ref = key.as_deref().unwrap_or_default();
         let value_ref = value.as_deref().unwrap_or_default();
         self.quarantine_hash = crate::chain::quarantine_hash(
-            &self.source_topic,
-            self.source_partition,
-            self.source_offset,
+            self.source(),
             key_ref,
             value_ref,
             Reason::Oversized.code(),
@@ -820,9 +836,7 @@ mod tests {
         let key = original.raw_key.clone().expect("key");
         let value = original.raw_value.clone().expect("value");
         let leaf = quarantine_hash_of_digests(
-            &original.source_topic,
-            original.source_partition,
-            original.source_offset,
+            original.source(),
             &h(&key),
             &h(&value),
             Reason::Oversized.code(),

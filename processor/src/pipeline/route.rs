@@ -486,14 +486,7 @@ mod tests {
                     (KEY_ID_HEADER.into(), input.key_id.map(<[u8]>::to_vec)),
                     (SIG_HEADER.into(), input.sig.map(<[u8]>::to_vec)),
                 ],
-                quarantine_hash: chain::quarantine_hash(
-                    "in",
-                    1,
-                    2,
-                    input.key.unwrap_or_default(),
-                    input.value.unwrap_or_default(),
-                    reason.code(),
-                ),
+                quarantine_hash: chain::quarantine_hash(chain::SourceCoord { topic: "in", partition: 1, offset: 2 }, input.key.unwrap_or_default(), input.value.unwrap_or_default(), reason.code()),
                 anchor_seq: 1,
             };
             let bytes = q.encode(3).map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -131,6 +131,17 @@ pub struct Proof {
     pub anchor: ProofAnchor,
 }
 
+impl Proof {
+    /// Where the proven record's input record sits.
+    pub fn source(&self) -> chain::SourceCoord<'_> {
+        chain::SourceCoord {
+            topic: &self.source_topic,
+            partition: self.source_partition,
+            offset: self.source_offset,
+        }
+    }
+}
+
 fn hx(h: &[u8]) -> String {
     hex::encode(h)
 }
@@ -464,9 +475,7 @@ fn leaf_of(
                 *seq,
                 &prev,
                 &chain::event_digest(&event),
-                &proof.source_topic,
-                proof.source_partition,
-                proof.source_offset,
+                proof.source(),
             );
             if entry != claimed {
                 problems.push("entry_hash does not recompute from the record".into());
@@ -507,14 +516,7 @@ fn leaf_of(
                 .map(|v| unhex("record.raw_value", v))
                 .transpose()?
                 .unwrap_or_default();
-            let qh = chain::quarantine_hash(
-                &proof.source_topic,
-                proof.source_partition,
-                proof.source_offset,
-                &key,
-                &value,
-                reason,
-            );
+            let qh = chain::quarantine_hash(proof.source(), &key, &value, reason);
             if Some(qh) != unhex32("record.quarantine_hash", quarantine_hash).ok() {
                 problems.push("quarantine_hash does not recompute from the record".into());
             }

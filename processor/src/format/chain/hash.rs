@@ -49,16 +49,26 @@ pub fn event_digest(value: &[u8]) -> Hash {
     h(value)
 }
 
-/// §4.2: the entry hash of chain position `seq`.
-#[allow(clippy::too_many_arguments)]
+/// Where an input record sits. Its topic, partition and offset are hashed
+/// into the record's leaf (§4.2, §4.3), so a leaf cannot be moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SourceCoord<'a> {
+    /// Input topic.
+    pub topic: &'a str,
+    /// Input partition.
+    pub partition: u32,
+    /// Input offset.
+    pub offset: u64,
+}
+
+/// §4.2: the entry hash of chain position `seq` of `tenant_id`'s chain,
+/// linking to `prev_hash`, for the event with `event_digest` at `source`.
 pub fn entry_hash(
     tenant_id: &str,
     seq: u64,
     prev_hash: &Hash,
     event_digest: &Hash,
-    source_topic: &str,
-    source_partition: u32,
-    source_offset: u64,
+    source: SourceCoord<'_>,
 ) -> Hash {
     let mut hasher = blake3::Hasher::new();
     hasher.update(ENTRY_DOMAIN);
@@ -66,48 +76,39 @@ pub fn entry_hash(
     hasher.update(&seq.to_be_bytes());
     hasher.update(prev_hash);
     hasher.update(event_digest);
-    update_lp(&mut hasher, source_topic.as_bytes());
-    hasher.update(&source_partition.to_be_bytes());
-    hasher.update(&source_offset.to_be_bytes());
+    update_source(&mut hasher, source);
     *hasher.finalize().as_bytes()
+}
+
+fn update_source(hasher: &mut blake3::Hasher, source: SourceCoord<'_>) {
+    update_lp(hasher, source.topic.as_bytes());
+    hasher.update(&source.partition.to_be_bytes());
+    hasher.update(&source.offset.to_be_bytes());
 }
 
 /// §4.3: the Merkle leaf data of a quarantined record. Absent key or value
 /// hash as the empty string.
 pub fn quarantine_hash(
-    source_topic: &str,
-    source_partition: u32,
-    source_offset: u64,
+    source: SourceCoord<'_>,
     raw_key: &[u8],
     raw_value: &[u8],
     reason_code: &str,
 ) -> Hash {
-    quarantine_hash_of_digests(
-        source_topic,
-        source_partition,
-        source_offset,
-        &h(raw_key),
-        &h(raw_value),
-        reason_code,
-    )
+    quarantine_hash_of_digests(source, &h(raw_key), &h(raw_value), reason_code)
 }
 
 /// [`quarantine_hash`] from `H(raw_key)` and `H(raw_value)`: what a verifier
 /// recomputes for a record whose raw key or value was left out because it
 /// was too large to keep (the record carries the digest instead).
 pub fn quarantine_hash_of_digests(
-    source_topic: &str,
-    source_partition: u32,
-    source_offset: u64,
+    source: SourceCoord<'_>,
     raw_key_digest: &Hash,
     raw_value_digest: &Hash,
     reason_code: &str,
 ) -> Hash {
     let mut hasher = blake3::Hasher::new();
     hasher.update(QUARANTINE_DOMAIN);
-    update_lp(&mut hasher, source_topic.as_bytes());
-    hasher.update(&source_partition.to_be_bytes());
-    hasher.update(&source_offset.to_be_bytes());
+    update_source(&mut hasher, source);
     hasher.update(raw_key_digest);
     hasher.update(raw_value_digest);
     update_lp(&mut hasher, reason_code.as_bytes());
@@ -139,7 +140,17 @@ mod tests {
         msg.extend_from_slice(&2u32.to_be_bytes());
         msg.extend_from_slice(&99u64.to_be_bytes());
         assert_eq!(
-            entry_hash("acme", 3, &prev, &digest, "audit.events", 2, 99),
+            entry_hash(
+                "acme",
+                3,
+                &prev,
+                &digest,
+                SourceCoord {
+                    topic: "audit.events",
+                    partition: 2,
+                    offset: 99
+                }
+            ),
             h(&msg)
         );
     }
@@ -155,7 +166,16 @@ mod tests {
         msg.extend_from_slice(&h(b"v"));
         push_lp(&mut msg, b"MISSING_KEY");
         assert_eq!(
-            quarantine_hash("in", 1, 5, b"", b"v", "MISSING_KEY"),
+            quarantine_hash(
+                SourceCoord {
+                    topic: "in",
+                    partition: 1,
+                    offset: 5
+                },
+                b"",
+                b"v",
+                "MISSING_KEY"
+            ),
             h(&msg)
         );
     }

@@ -9,7 +9,7 @@ use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
 
 use super::anchor::{Anchor, TenantHead};
-use super::hash::{entry_hash, event_digest, event_msg, quarantine_hash, Hash, ZERO};
+use super::hash::{entry_hash, event_digest, event_msg, quarantine_hash, Hash, SourceCoord, ZERO};
 use super::merkle::merkle_root;
 use super::sign::sign;
 use crate::schema::{AuditEvent, Outcome};
@@ -67,7 +67,17 @@ pub fn generate() -> Value {
         }));
         let (seq, prev) = heads.get(tenant).map_or((1, ZERO), |(s, h)| (s + 1, *h));
         let digest = event_digest(&value);
-        let entry = entry_hash(tenant, seq, &prev, &digest, TOPIC, PARTITION, offset);
+        let entry = entry_hash(
+            tenant,
+            seq,
+            &prev,
+            &digest,
+            SourceCoord {
+                topic: TOPIC,
+                partition: PARTITION,
+                offset,
+            },
+        );
         heads.insert(tenant, (seq, entry));
         leaves_by_offset.push((offset, entry));
         entries.push(json!({
@@ -90,7 +100,16 @@ pub fn generate() -> Value {
     ];
     let mut quarantine = Vec::new();
     for (offset, key, value, reason) in quarantined {
-        let qh = quarantine_hash(TOPIC, PARTITION, offset, key, value, reason);
+        let qh = quarantine_hash(
+            SourceCoord {
+                topic: TOPIC,
+                partition: PARTITION,
+                offset,
+            },
+            key,
+            value,
+            reason,
+        );
         leaves_by_offset.push((offset, qh));
         quarantine.push(json!({
             "source_topic": TOPIC,

@@ -768,9 +768,11 @@ impl Engine {
         let topic = self.config.topics.input.as_str();
         let timestamp = m.timestamp().to_millis().unwrap_or(-1);
         let quarantine_hash = chain::quarantine_hash(
-            topic,
-            p as u32,
-            m.offset() as u64,
+            chain::SourceCoord {
+                topic,
+                partition: p as u32,
+                offset: m.offset() as u64,
+            },
             m.key().unwrap_or_default(),
             m.payload().unwrap_or_default(),
             reason.code(),

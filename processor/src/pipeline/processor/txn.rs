@@ -113,9 +113,11 @@ impl Pending {
             seq,
             &prev_hash,
             &event_digest,
-            topic,
-            partition as u32,
-            offset as u64,
+            chain::SourceCoord {
+                topic,
+                partition: partition as u32,
+                offset: offset as u64,
+            },
         );
         Entry {
             seq,

@@ -57,15 +57,7 @@ impl Link {
     /// signature of `r`.
     pub fn check(r: ChainedRecord, producer_keys: &KeySet) -> Link {
         let digest = chain::event_digest(&r.event);
-        let entry = chain::entry_hash(
-            &r.tenant_id,
-            r.seq,
-            &r.prev_hash,
-            &digest,
-            &r.source_topic,
-            r.source_partition,
-            r.source_offset,
-        );
+        let entry = chain::entry_hash(&r.tenant_id, r.seq, &r.prev_hash, &digest, r.source());
         let signature = match producer_keys.get(&r.key_id) {
             None => Signature::UnknownKey,
             Some(k) => {
@@ -110,9 +102,7 @@ impl QuarantineLeaf {
     /// Recomputes the quarantine hash of `q` (§4.3).
     pub fn check(q: QuarantineRecord) -> QuarantineLeaf {
         let hash = chain::quarantine_hash_of_digests(
-            &q.source_topic,
-            q.source_partition,
-            q.source_offset,
+            q.source(),
             &raw_digest(&q, q.raw_key.as_deref(), DROPPED_KEY_MARK),
             &raw_digest(&q, q.raw_value.as_deref(), DROPPED_VALUE_MARK),
             q.reason.code(),

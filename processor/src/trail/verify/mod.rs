@@ -582,7 +582,17 @@ mod tests {
             tenant_id: tenant.into(),
             seq,
             prev_hash: prev,
-            entry_hash: chain::entry_hash(tenant, seq, &prev, &digest, "in", 0, offset),
+            entry_hash: chain::entry_hash(
+                tenant,
+                seq,
+                &prev,
+                &digest,
+                chain::SourceCoord {
+                    topic: "in",
+                    partition: 0,
+                    offset,
+                },
+            ),
             event_digest: digest,
             source_topic: "in".into(),
             source_partition: 0,
@@ -607,7 +617,16 @@ mod tests {
             raw_key: None,
             raw_value: Some(b"junk".to_vec()),
             headers: Vec::new(),
-            quarantine_hash: chain::quarantine_hash("in", 0, offset, b"", b"junk", "MISSING_KEY"),
+            quarantine_hash: chain::quarantine_hash(
+                chain::SourceCoord {
+                    topic: "in",
+                    partition: 0,
+                    offset,
+                },
+                b"",
+                b"junk",
+                "MISSING_KEY",
+            ),
             anchor_seq: 1,
         }
     }
