@@ -345,6 +345,20 @@ impl Drop for WatchedKeySet {
     }
 }
 
+/// Processor public keys from `KEY_ID=FILE` specifications (the
+/// `--processor-key` arguments of the trail tools), by key id.
+pub fn load_processor_keys(specs: &[String]) -> Result<HashMap<String, VerifyingKey>> {
+    let mut keys = HashMap::with_capacity(specs.len());
+    for spec in specs {
+        let (id, file) = spec.split_once('=').ok_or_else(|| Error::Key {
+            path: spec.into(),
+            message: "expected KEY_ID=FILE".into(),
+        })?;
+        keys.insert(id.to_string(), load_verifying_key(Path::new(file))?);
+    }
+    Ok(keys)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

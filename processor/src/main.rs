@@ -68,7 +68,7 @@ enum Command {
     },
     /// Verify the audit trail: chains, anchors, signatures, and completeness against the input.
     /// Exit code 0: verified; 1: a verification failure; 2: could not run.
-    Verify(VerifyArgs),
+    Verify(commands::verify::VerifyArgs),
     /// Build the proof for one record: the record, its Merkle audit path and the signed anchor,
     /// as JSON that `check-proof` checks offline with public keys only.
     Prove {
@@ -250,57 +250,6 @@ enum QuarantineCommand {
     },
 }
 
-#[derive(Debug, clap::Args)]
-struct VerifyArgs {
-    /// The processor's configuration file (topics, broker, producer key set).
-    #[arg(long, short)]
-    config: PathBuf,
-    /// A processor public key that anchors may be signed with, as KEY_ID=FILE (repeatable:
-    /// every key used since the trail began, for rotation).
-    #[arg(long = "processor-key", value_name = "KEY_ID=FILE", required = true)]
-    processor_keys: Vec<String>,
-    /// Skip the completeness check against the input topic.
-    #[arg(long)]
-    no_input: bool,
-    /// Only this source partition (repeatable).
-    #[arg(long)]
-    partition: Vec<i32>,
-    /// Only this tenant's chains (completeness is then not checked).
-    #[arg(long)]
-    tenant: Option<String>,
-    /// Check completeness for input offsets from this one on.
-    #[arg(long)]
-    from_offset: Option<u64>,
-    /// ... up to this one.
-    #[arg(long)]
-    to_offset: Option<u64>,
-    /// Verify incrementally: resume from this checkpoint file when it
-    /// exists (checking only what follows the anchors it recorded), and
-    /// write the new one there when the trail verifies. Keep it as
-    /// evidence: it is what the next run trusts.
-    #[arg(long, value_name = "FILE")]
-    checkpoint: Option<PathBuf>,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-fn processor_keys(
-    specs: &[String],
-) -> anyhow::Result<std::collections::HashMap<String, ed25519_dalek::VerifyingKey>> {
-    let mut keys = std::collections::HashMap::new();
-    for spec in specs {
-        let (id, file) = spec
-            .split_once('=')
-            .with_context(|| format!("--processor-key `{spec}`: expected KEY_ID=FILE"))?;
-        keys.insert(
-            id.to_string(),
-            auditchain::keys::load_verifying_key(std::path::Path::new(file))?,
-        );
-    }
-    Ok(keys)
-}
-
 fn parse_inject(s: &str) -> Result<(String, usize), String> {
     let (kind, count) = s.split_once('=').ok_or("expected KIND=COUNT")?;
     let count = count.parse().map_err(|e| format!("COUNT: {e}"))?;
@@ -475,171 +424,6 @@ fn status(config: PathBuf, wait: Option<u64>) -> anyhow::Result<()> {
     }
 }
 
-fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-    let config = auditchain::config::Config::load(&args.config)
-        .with_context(|| format!("loading {}", args.config.display()))?;
-    let keys = processor_keys(&args.processor_keys)?;
-    let producer_keys = auditchain::keys::KeySet::load(&config.producer_keys.file)?;
-    auditchain::kafka::check_connection(&config)?;
-    let options = auditchain::verify::Options {
-        partitions: (!args.partition.is_empty()).then(|| args.partition.clone()),
-        tenant: args.tenant.clone(),
-        offsets: match (args.from_offset, args.to_offset) {
-            (None, None) => None,
-            (lo, hi) => Some((lo.unwrap_or(0), hi.unwrap_or(u64::MAX))),
-        },
-        check_input: !args.no_input,
-        checkpoint: args.checkpoint.is_some(),
-        resume: args
-            .checkpoint
-            .as_deref()
-            .map(auditchain::verify::Checkpoint::load)
-            .transpose()?
-            .flatten(),
-    };
-    let resumed = options.resume.is_some();
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "verifying {human_pos}/{human_len} records {wide_bar} {per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
-    let report =
-        auditchain::verify::verify(&config, &producer_keys, &keys, &options, |done, total| {
-            if let Some(bar) = &bar {
-                bar.set_length(total);
-                bar.set_position(done);
-            }
-        })?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    let saved = match (&args.checkpoint, report.ok()) {
-        (Some(path), true) => {
-            auditchain::verify::Checkpoint::of(&config, options.resume.as_ref(), &report.states)
-                .save(path)?;
-            Some(path.display().to_string())
-        }
-        _ => None,
-    };
-    if args.json {
-        let json = serde_json::json!({
-            "ok": report.ok(),
-            "chained": report.chained,
-            "quarantined": report.quarantined,
-            "quarantined_by_reason": report.quarantined_by_reason,
-            "anchors": report.anchors,
-            "input_records": report.input_records,
-            "chains": report.chains.iter().map(|((tenant, topic, partition), len)| serde_json::json!({
-                "tenant_id": tenant, "source_topic": topic, "source_partition": partition, "length": len,
-            })).collect::<Vec<_>>(),
-            "problems": report.problems.iter().map(|p| serde_json::json!({"kind": p.kind.name(), "place": p.place, "what": p.what})).collect::<Vec<_>>(),
-            "problems_omitted": report.omitted,
-            "pending_input_records": report.pending,
-            "resumed_from_checkpoint": resumed,
-            "checkpoint_written": saved,
-        });
-        println!("{}", serde_json::to_string_pretty(&json)?);
-    } else {
-        println!(
-            "verify: {} chained records in {} chains, {} quarantined, {} anchors",
-            report.chained,
-            report.chains.len(),
-            report.quarantined,
-            report.anchors
-        );
-        for (reason, n) in &report.quarantined_by_reason {
-            println!("  quarantined {reason}: {n}");
-        }
-        if resumed {
-            println!("  resumed from the checkpoint: only what follows it was read");
-        }
-        match report.input_records {
-            Some(n) => println!("  input records compared: {n}"),
-            None => println!("  completeness against the input: not checked"),
-        }
-        if let Some(n) = report.pending.filter(|n| *n > 0) {
-            println!("  input records not processed yet (past the group's committed offsets): {n}");
-        }
-        if let Some(path) = &saved {
-            println!("  checkpoint written: {path}");
-        }
-        if report.ok() {
-            println!("verify: OK — nothing lost, altered, duplicated or reordered");
-        } else {
-            println!(
-                "verify: FAILED with {} problems; first broken place: {}",
-                report.problems.len() + report.omitted,
-                report.problems.first().map_or("", |p| p.place.as_str())
-            );
-            for p in report.problems.iter().take(20) {
-                println!("  {}: {}", p.place, p.what);
-            }
-        }
-    }
-    if report.ok() {
-        Ok(())
-    } else {
-        Err(NotVerified.into())
-    }
-}
-
-fn prove(
-    config: PathBuf,
-    target: auditchain::prove::Target,
-    out: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let config = auditchain::config::Config::load(&config)
-        .with_context(|| format!("loading {}", config.display()))?;
-    let proof = auditchain::prove::prove(&config, &target)?;
-    let text = serde_json::to_string_pretty(&proof)? + "\n";
-    match out {
-        Some(path) => {
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?
-        }
-        None => print!("{text}"),
-    }
-    Ok(())
-}
-
-fn check_proof(
-    proof: PathBuf,
-    processor: Vec<String>,
-    producer_keys: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(&proof).with_context(|| format!("reading {}", proof.display()))?;
-    let proof: auditchain::prove::Proof =
-        serde_json::from_str(&text).with_context(|| format!("{} is not a proof", "the file"))?;
-    let keys = processor_keys(&processor)?;
-    let producer = producer_keys
-        .map(|p| auditchain::keys::KeySet::load(&p))
-        .transpose()?;
-    let problems = auditchain::prove::check_proof(&proof, &keys, producer.as_ref());
-    if problems.is_empty() {
-        println!(
-            "check-proof: OK — {}/{}@{} is committed by anchor {} (signed by `{}`)",
-            proof.source_topic,
-            proof.source_partition,
-            proof.source_offset,
-            proof.anchor.anchor_seq,
-            proof.anchor.signer_key_id
-        );
-        Ok(())
-    } else {
-        println!("check-proof: FAILED");
-        for p in &problems {
-            println!("  {p}");
-        }
-        Err(NotVerified.into())
-    }
-}
-
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => run_processor(config).await,
@@ -658,7 +442,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             wait_caught_up,
         } => tokio::task::spawn_blocking(move || status(config, wait_caught_up)).await?,
-        Command::Verify(args) => tokio::task::spawn_blocking(move || verify(args)).await?,
+        Command::Verify(args) => {
+            tokio::task::spawn_blocking(move || commands::verify::run(args)).await?
+        }
         Command::Prove {
             config,
             partition,
@@ -681,7 +467,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "name the record with --partition and --offset, or --tenant and --seq"
                 ),
             };
-            tokio::task::spawn_blocking(move || prove(config, target, out)).await?
+            tokio::task::spawn_blocking(move || commands::prove::prove(config, target, out)).await?
         }
         Command::Quarantine(QuarantineCommand::Replay {
             config,
@@ -736,11 +522,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             proof,
             processor_keys,
             producer_keys,
-        } => check_proof(proof, processor_keys, producer_keys),
+        } => commands::prove::check_proof(proof, processor_keys, producer_keys),
         Command::Export(args) => {
             tokio::task::spawn_blocking(move || commands::bundle::export(args)).await?
         }
-        Command::CheckBundle(args) => commands::bundle::check(args, processor_keys),
+        Command::CheckBundle(args) => commands::bundle::check(args),
         Command::Smoke {
             bootstrap_servers,
             registry_url,

@@ -1,10 +1,8 @@
 //! `auditchain export` and `auditchain check-bundle`.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use ed25519_dalek::VerifyingKey;
 
 use super::NotVerified;
 
@@ -79,12 +77,9 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `check-bundle`; `processor_keys` parses the KEY_ID=FILE arguments.
-pub fn check(
-    args: CheckBundleArgs,
-    processor_keys: impl Fn(&[String]) -> anyhow::Result<HashMap<String, VerifyingKey>>,
-) -> anyhow::Result<()> {
-    let keys = processor_keys(&args.processor_keys)?;
+/// Runs `check-bundle`.
+pub fn check(args: CheckBundleArgs) -> anyhow::Result<()> {
+    let keys = auditchain::keys::load_processor_keys(&args.processor_keys)?;
     let producer = args
         .producer_keys
         .as_deref()

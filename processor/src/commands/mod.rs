@@ -3,6 +3,8 @@
 //! `main.rs`.)
 
 pub mod bundle;
+pub mod prove;
+pub mod verify;
 
 /// A check that ran and found the thing checked does not hold (exit code 1).
 #[derive(Debug)]

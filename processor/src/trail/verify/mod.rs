@@ -169,6 +169,27 @@ impl Report {
         self.states.extend(other.states);
     }
 
+    /// The report as `verify --json` prints it (without the fields about
+    /// checkpoints, which the command adds).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ok": self.ok(),
+            "chained": self.chained,
+            "quarantined": self.quarantined,
+            "quarantined_by_reason": self.quarantined_by_reason,
+            "anchors": self.anchors,
+            "input_records": self.input_records,
+            "chains": self.chains.iter().map(|((tenant, topic, partition), len)| serde_json::json!({
+                "tenant_id": tenant, "source_topic": topic, "source_partition": partition, "length": len,
+            })).collect::<Vec<_>>(),
+            "problems": self.problems.iter().map(|p| serde_json::json!({
+                "kind": p.kind.name(), "place": p.place, "what": p.what,
+            })).collect::<Vec<_>>(),
+            "problems_omitted": self.omitted,
+            "pending_input_records": self.pending,
+        })
+    }
+
     /// Orders the problems by kind, keeping each kind's order.
     fn sort(&mut self) {
         self.problems.sort_by_key(|p| p.kind);
