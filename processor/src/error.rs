@@ -107,9 +107,28 @@ pub enum Error {
     #[error("transaction outcome unknown after retries: {0}")]
     OutcomeUnknown(String),
 
-    /// Stored chain state is inconsistent with what the processor expects.
+    /// Stored chain state is inconsistent with what the processor expects,
+    /// or an invariant of the processor's own bookkeeping broke.
     #[error("chain state: {0}")]
     State(String),
+
+    /// A thread or thread pool could not be started, or one ended without
+    /// its result.
+    #[error("thread: {0}")]
+    Thread(String),
+
+    /// Waiting for something (the end of a topic, an open transaction to
+    /// end) took longer than allowed.
+    #[error("timed out: {0}")]
+    Timeout(String),
+
+    /// What was asked for is not in the trail.
+    #[error("not found: {0}")]
+    NotFound(String),
+
+    /// A tenant bundle could not be written or read, or is not a bundle.
+    #[error("bundle: {0}")]
+    Bundle(String),
 
     /// A state restore did not reach the end (the high watermark) of every
     /// partition in time, typically because a previous owner's transaction

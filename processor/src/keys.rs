@@ -316,7 +316,7 @@ impl WatchedKeySet {
                     }
                 }
             })
-            .map_err(|e| Error::State(format!("starting the key set watcher: {e}")))?;
+            .map_err(|e| Error::Thread(format!("starting the key set watcher: {e}")))?;
         Ok(watched)
     }
 

@@ -455,7 +455,7 @@ pub fn start_lag_sampler(
                 std::thread::park_timeout(interval.saturating_sub(started.elapsed()));
             }
         })
-        .map_err(|e| Error::State(format!("starting the lag sampler: {e}")))?;
+        .map_err(|e| Error::Thread(format!("starting the lag sampler: {e}")))?;
     Ok(())
 }
 

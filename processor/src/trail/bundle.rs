@@ -125,8 +125,8 @@ pub struct Exported {
 }
 
 fn write_line(out: &mut impl Write, line: &Line) -> Result<()> {
-    let text = serde_json::to_string(line).map_err(|e| Error::State(e.to_string()))?;
-    writeln!(out, "{text}").map_err(|e| Error::State(format!("writing the bundle: {e}")))
+    let text = serde_json::to_string(line).map_err(|e| Error::Bundle(e.to_string()))?;
+    writeln!(out, "{text}").map_err(|e| Error::Bundle(format!("writing: {e}")))
 }
 
 /// A record stream with one record of look-ahead.
@@ -218,7 +218,7 @@ pub fn export(config: &Config, selection: &Selection, out: &mut impl Write) -> R
         },
     )?;
     out.flush()
-        .map_err(|e| Error::State(format!("writing the bundle: {e}")))?;
+        .map_err(|e| Error::Bundle(format!("writing: {e}")))?;
     Ok(exported)
 }
 
@@ -392,12 +392,12 @@ pub fn check_bundle(
         to_seq,
     }) = lines.first().cloned()
     else {
-        return Err(Error::State(
+        return Err(Error::Bundle(
             "the bundle does not start with its header".into(),
         ));
     };
     if format != BUNDLE_FORMAT {
-        return Err(Error::State(format!(
+        return Err(Error::Bundle(format!(
             "bundle format `{format}` (this build reads {BUNDLE_FORMAT})"
         )));
     }
@@ -450,9 +450,8 @@ fn read_lines(bundle: impl BufRead) -> Result<Vec<Line>> {
         .enumerate()
         .filter(|(_, l)| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
         .map(|(i, l)| {
-            let l = l.map_err(|e| Error::State(format!("reading the bundle: {e}")))?;
-            serde_json::from_str(&l)
-                .map_err(|e| Error::State(format!("bundle line {}: {e}", i + 1)))
+            let l = l.map_err(|e| Error::Bundle(format!("reading: {e}")))?;
+            serde_json::from_str(&l).map_err(|e| Error::Bundle(format!("line {}: {e}", i + 1)))
         })
         .collect()
 }

@@ -295,7 +295,7 @@ pub fn prove(config: &Config, target: &Target) -> Result<Proof> {
             },
         ),
         (None, None) => {
-            return Err(Error::State(format!(
+            return Err(Error::NotFound(format!(
                 "no chained or quarantined record matches {target:?} in `{}`/`{}`",
                 t.chained, t.quarantine
             )))
@@ -314,7 +314,7 @@ pub fn prove(config: &Config, target: &Target) -> Result<Proof> {
         }
     })?;
     let anchor = anchor.ok_or_else(|| {
-        Error::State(format!(
+        Error::NotFound(format!(
             "anchor {anchor_seq} of partition {partition}, which the record names, is not in `{}`",
             t.anchors
         ))
@@ -352,7 +352,7 @@ pub fn prove(config: &Config, target: &Target) -> Result<Proof> {
     let index = leaves
         .iter()
         .position(|l| l.offset == offset)
-        .ok_or_else(|| Error::State("the record is not among its anchor's leaves".into()))?;
+        .ok_or_else(|| Error::NotFound("the record is not among its anchor's leaves".into()))?;
     let path = chain::audit_path(&hashes, index)
         .ok_or_else(|| Error::State("audit path out of range".into()))?;
     Ok(Proof {

@@ -116,7 +116,7 @@ pub async fn run(bootstrap: &str, registry_url: Option<&str>) -> Result<SmokeRep
         Ok::<_, Error>((committed, uncommitted))
     })
     .await
-    .map_err(|e| Error::State(format!("smoke worker panicked: {e}")))??;
+    .map_err(|e| Error::Thread(format!("smoke worker panicked: {e}")))??;
 
     let decoder = EventDecoder::compiled();
     let mut decoded = Vec::with_capacity(read_committed.len());
@@ -229,7 +229,7 @@ pub fn read_to_end(bootstrap: &str, topic: &str, isolation: &str) -> Result<Vec<
             Some(Err(e)) => return Err(Error::kafka(format!("reading `{topic}`"), e)),
         }
     }
-    Err(Error::State(format!(
+    Err(Error::Timeout(format!(
         "reading `{topic}` ({isolation}) did not reach the end within 60 s"
     )))
 }

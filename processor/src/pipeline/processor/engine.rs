@@ -255,7 +255,7 @@ impl Engine {
             .num_threads(threads)
             .thread_name(|i| format!("verify-{i}"))
             .build()
-            .map_err(|e| Error::State(format!("starting the verification pool: {e}")))?;
+            .map_err(|e| Error::Thread(format!("starting the verification pool: {e}")))?;
         let pool = Arc::new(pool);
         Ok(Engine {
             anchor_head_budget: anchor_head_budget(&config, outputs.max_anchor_bytes),

@@ -134,7 +134,7 @@ impl PartitionReader {
                 return Ok(None);
             }
             if since.elapsed() > STALL_LIMIT {
-                return Err(Error::State(format!(
+                return Err(Error::Timeout(format!(
                     "reading `{}` partition {} did not reach its high watermark {} within {} s of the last record: a transaction is still open there (a processor that died mid-transaction, until the broker aborts it, or a producer outside auditchain); run verify again once it has ended",
                     self.topic,
                     self.partition,

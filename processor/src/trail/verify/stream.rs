@@ -152,7 +152,7 @@ impl<T> Source<T> for Prefetched<T> {
             }
             Err(_) => {
                 self.done = true;
-                Err(crate::error::Error::State(
+                Err(crate::error::Error::Thread(
                     "a verify reader thread ended without a result".into(),
                 ))
             }
