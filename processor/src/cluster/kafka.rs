@@ -336,6 +336,27 @@ impl PartitionLag {
 }
 
 /// The group's lag on every partition of the input topic. Blocking.
+/// The group's lag once it is 0 on every partition, polling every 250 ms;
+/// an error naming the lag left when `limit` passes first.
+pub fn wait_caught_up(config: &Config, limit: Duration) -> Result<Vec<PartitionLag>> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let lag = group_lag(config)?;
+        let total: i64 = lag.iter().map(|l| l.records()).sum();
+        if total <= 0 {
+            return Ok(lag);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Timeout(format!(
+                "group `{}` still lags {total} records after {} s",
+                config.kafka.group_id,
+                limit.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 pub fn group_lag(config: &Config) -> Result<Vec<PartitionLag>> {
     let consumer: BaseConsumer<QuietContext> = base_client_config(config, "auditchain-status")
         .set("group.id", &config.kafka.group_id)

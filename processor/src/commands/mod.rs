@@ -3,7 +3,9 @@
 //! `main.rs`.)
 
 pub mod bundle;
+pub mod produce;
 pub mod prove;
+pub mod status;
 pub mod verify;
 
 /// A check that ran and found the thing checked does not hold (exit code 1).
