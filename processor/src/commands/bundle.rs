@@ -99,12 +99,14 @@ pub fn check(args: CheckBundleArgs) -> anyhow::Result<()> {
         println!("check-bundle: producer signatures checked against the keys the bundle carries (give --producer-keys to check them against yours)");
     }
     if report.ok() {
+        // What a bundle cannot show: records after its last seq (its last
+        // anchor signs the tenant's head as of then, nothing later).
         println!(
-            "check-bundle: OK — {} records under {} signed anchors, chain unbroken{}",
+            "check-bundle: OK — {} records under {} signed anchors, each chain unbroken from its first seq to its last{}",
             report.records,
             report.anchors,
             if report.complete_from_start() {
-                " and complete from seq 1"
+                ", complete from seq 1"
             } else {
                 ""
             }

@@ -47,6 +47,11 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     let config = auditchain::config::Config::load(&args.config)
         .with_context(|| format!("loading {}", args.config.display()))?;
+    anyhow::ensure!(
+        args.checkpoint.is_none()
+            || !(args.no_input || args.tenant.is_some() || args.from_offset.is_some() || args.to_offset.is_some()),
+        "--checkpoint needs a whole verify: not with --no-input, --tenant, --from-offset or --to-offset (a checkpoint vouches for everything before it)"
+    );
     let keys = auditchain::keys::load_processor_keys(&args.processor_keys)?;
     let producer_keys = auditchain::keys::KeySet::load(&config.producer_keys.file)?;
     auditchain::kafka::check_connection(&config)?;

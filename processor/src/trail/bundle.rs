@@ -2,8 +2,9 @@
 //! them and each record's Merkle audit path, in a file that `check-bundle`
 //! verifies offline with public keys only (`auditchain export`).
 //!
-//! A bundle is JSON Lines, written and read a line at a time so neither
-//! side holds more than one anchor's worth of it:
+//! A bundle is JSON Lines, which `export` writes a line at a time, holding
+//! one anchor's records at most (`check-bundle` reads the whole file: the
+//! producer keys come last):
 //!
 //! ```text
 //! {"type":"header", "format":"auditchain-bundle/v1", "tenant_id":…, "source_topic":…, "from_seq":…, "to_seq":…}
@@ -441,6 +442,9 @@ pub fn check_bundle(
         }
     }
     close_anchor(&anchor, &tenant_id, to_seq, &chains, &mut report);
+    if report.records == 0 {
+        report.problems.push("the bundle holds no records".into());
+    }
     Ok(report)
 }
 

@@ -12,7 +12,7 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::chain::{self, Hash, ZERO};
 use crate::error::Result;
-use crate::keys::KeySet;
+use crate::keys::{KeySet, Tenants};
 use crate::records::{
     dropped_digest, AnchorBatch, ChainedRecord, QuarantineRecord, DROPPED_KEY_MARK,
     DROPPED_VALUE_MARK,
@@ -49,6 +49,9 @@ pub struct Link {
 enum Signature {
     Valid,
     UnknownKey,
+    /// The key is bound to other tenants. (Revocation is not judged here:
+    /// it depends on when the event was signed.)
+    NotAllowed,
     Invalid,
 }
 
@@ -60,6 +63,9 @@ impl Link {
         let entry = chain::entry_hash(&r.tenant_id, r.seq, &r.prev_hash, &digest, r.source());
         let signature = match producer_keys.get(&r.key_id) {
             None => Signature::UnknownKey,
+            Some(k) if matches!(&k.tenants, Tenants::Only(set) if !set.contains(&r.tenant_id)) => {
+                Signature::NotAllowed
+            }
             Some(k) => {
                 let msg = chain::event_msg(&r.tenant_id, &r.event);
                 if chain::verify_strict(&k.public_key, &msg, &r.producer_sig) {
@@ -320,6 +326,8 @@ pub struct PartitionCheck<'a> {
     resumed_from: Option<Hash>,
     /// Positions after the last anchor checked.
     marked: Option<Positions>,
+    /// An anchor was checked that this run cannot vouch for.
+    unvouched: bool,
     pending: usize,
     chained: usize,
     quarantined: usize,
@@ -358,6 +366,7 @@ impl<'a> PartitionCheck<'a> {
             last_joined: None,
             resumed_from: None,
             marked: None,
+            unvouched: false,
             pending: 0,
             chained: 0,
             quarantined: 0,
@@ -398,6 +407,13 @@ impl<'a> PartitionCheck<'a> {
     /// move on only in a trail that does not verify, which gets no
     /// checkpoint.)
     pub fn mark(&mut self, next: Positions) {
+        // An anchor past the input read cannot be vouched for: a later run
+        // would start its input after input this one never compared.
+        // (`verify` reads the input's ends after the anchors', so this
+        // does not happen there.)
+        if next.input as u64 > self.scope.input_end {
+            self.unvouched = true;
+        }
         self.marked = Some(next);
     }
 
@@ -521,16 +537,23 @@ impl<'a> PartitionCheck<'a> {
         });
     }
 
-    /// The next anchor: every record it may cover (source offset up to its
-    /// `last_offset`) has been handed over.
-    pub fn anchor(&mut self, b: &AnchorBatch) -> Result<()> {
+    /// Whether the next anchor is one to check records against, judged
+    /// before any record is taken up to its `last_offset`: it must be this
+    /// partition's, next in its chain, and authentic (hash and signature),
+    /// so a forged anchor cannot make the check take records for it.
+    /// Reports what is wrong with it otherwise.
+    pub fn admit(&mut self, b: &AnchorBatch) -> bool {
         let a = &b.anchor;
         let place = format!(
             "anchor {}/{} #{}",
             a.source_topic, a.source_partition, a.anchor_seq
         );
         if let Some(expected) = self.resumed_from.take() {
-            if b.anchor_hash != expected || a.anchor_seq + 1 != self.anchor.next_seq {
+            let same = b.anchor_hash == expected
+                && chain::hash::h(&a.message()) == expected
+                && a.anchor_seq + 1 == self.anchor.next_seq
+                && Some(a.last_offset) == self.anchor.last_offset;
+            if !same {
                 self.problem(
                     Kind::Anchor,
                     place,
@@ -538,27 +561,71 @@ impl<'a> PartitionCheck<'a> {
                 );
                 self.anchor.broken = true;
             }
-            return Ok(());
+            return false;
         }
         self.anchors += 1;
         if a.source_topic != self.topic || a.source_partition != self.partition {
             let what = format!("lies in the anchors of {}/{}", self.topic, self.partition);
             self.problem(Kind::Misplaced, place, what);
-            return Ok(());
+            return false;
         }
-        if !self.anchor.broken && a.anchor_seq != self.anchor.next_seq {
+        if self.anchor.broken {
+            return false;
+        }
+        if a.anchor_seq != self.anchor.next_seq {
             let what = if a.anchor_seq < self.anchor.next_seq {
                 "anchor_seq repeated".to_string()
             } else {
                 format!("gap: anchor {} is missing", self.anchor.next_seq)
             };
             self.problem(Kind::Anchor, &place, what);
-            self.anchor.broken = true;
+        } else if let Some(what) = self.inauthentic(b) {
+            self.problem(Kind::Anchor, &place, what);
+        } else {
+            return true;
         }
-        if self.anchor.broken {
-            // Past a break in the anchor chain nothing is covered any more.
-            return self.close_uncovered();
+        // Past a break in the anchor chain nothing is covered any more: the
+        // records left are reported as not covered.
+        self.anchor.broken = true;
+        false
+    }
+
+    /// What makes `b` not the processor's: its hash, its signature, a
+    /// range that is not one.
+    fn inauthentic(&self, b: &AnchorBatch) -> Option<String> {
+        let a = &b.anchor;
+        let msg = a.message();
+        if chain::hash::h(&msg) != b.anchor_hash {
+            return Some("anchor_hash does not recompute (a signed field was altered)".into());
         }
+        let Some(key) = self.processor_keys.get(&a.signer_key_id) else {
+            return Some(format!(
+                "signed by unknown processor key `{}`",
+                a.signer_key_id
+            ));
+        };
+        if !chain::verify_strict(key, &msg, &b.signature) {
+            return Some(format!(
+                "signature does not verify under processor key `{}`",
+                a.signer_key_id
+            ));
+        }
+        (a.first_offset > a.last_offset).then(|| {
+            format!(
+                "first_offset {} is after last_offset {}",
+                a.first_offset, a.last_offset
+            )
+        })
+    }
+
+    /// The next anchor, [`admitted`](Self::admit): every record it may
+    /// cover (source offset up to its `last_offset`) has been handed over.
+    pub fn anchor(&mut self, b: &AnchorBatch) -> Result<()> {
+        let a = &b.anchor;
+        let place = format!(
+            "anchor {}/{} #{}",
+            a.source_topic, a.source_partition, a.anchor_seq
+        );
         self.check_anchor_itself(b, &place);
         let mut leaves = self.take_open_sorted();
         let first = leaves.partition_point(|l| l.offset < a.first_offset);
@@ -568,14 +635,17 @@ impl<'a> PartitionCheck<'a> {
         self.anchor.next_seq += 1;
         self.anchor.prev_hash = b.anchor_hash;
         self.anchor.last_offset = Some(a.last_offset);
-        let joined = self.join(&leaves);
+        let joined = self.join(&leaves[..end]);
+        // Nothing past the bound is taken; were it, it stays open.
+        let later = leaves.split_off(end);
         leaves.clear();
+        leaves.extend(later);
         self.open = leaves;
         joined
     }
 
-    /// The checks of an anchor that need no records: link, hash, signature,
-    /// range.
+    /// The checks of an admitted anchor that need no records: its link to
+    /// the previous one, its range after the previous one's.
     fn check_anchor_itself(&mut self, b: &AnchorBatch, place: &str) {
         let a = &b.anchor;
         if a.prev_anchor_hash != self.anchor.prev_hash {
@@ -584,33 +654,6 @@ impl<'a> PartitionCheck<'a> {
                 place,
                 "prev_anchor_hash does not link to the previous anchor",
             );
-        }
-        let msg = a.message();
-        if chain::hash::h(&msg) != b.anchor_hash {
-            self.problem(
-                Kind::Anchor,
-                place,
-                "anchor_hash does not recompute (a signed field was altered)",
-            );
-        }
-        match self.processor_keys.get(&a.signer_key_id) {
-            None => self.problem(
-                Kind::Anchor,
-                place,
-                format!("signed by unknown processor key `{}`", a.signer_key_id),
-            ),
-            Some(k) => {
-                if !chain::verify_strict(k, &msg, &b.signature) {
-                    self.problem(
-                        Kind::Anchor,
-                        place,
-                        format!(
-                            "signature does not verify under processor key `{}`",
-                            a.signer_key_id
-                        ),
-                    );
-                }
-            }
         }
         if let Some(previous) = self.anchor.last_offset.filter(|l| a.first_offset <= *l) {
             self.problem(
@@ -632,6 +675,14 @@ impl<'a> PartitionCheck<'a> {
         let quarantined = segment.len() as u64 - chained;
         if chained != a.chained_count || quarantined != a.quarantined_count {
             self.problem(Kind::Anchor, place, format!("covers {chained} chained and {quarantined} quarantined records in offsets {}..={}, the anchor says {} and {}", a.first_offset, a.last_offset, a.chained_count, a.quarantined_count));
+        }
+        let ends = segment.first().zip(segment.last());
+        if ends.is_some_and(|(f, l)| f.offset != a.first_offset || l.offset != a.last_offset) {
+            self.problem(
+                Kind::Anchor,
+                place,
+                "first_offset and last_offset are not the smallest and largest offsets of the records it covers",
+            );
         }
         let hashes: Vec<Hash> = segment.iter().map(|l| l.hash).collect();
         if chain::merkle_root(&hashes) != Some(a.merkle_root) {
@@ -809,7 +860,9 @@ impl<'a> PartitionCheck<'a> {
     }
 
     fn lost(&mut self, offset: u64) {
-        if offset >= self.scope.processed {
+        // Inside the range an anchor already covers, nothing is pending.
+        let anchored = self.anchor.last_offset.is_some_and(|l| offset <= l);
+        if offset >= self.scope.processed && !anchored {
             self.pending += 1;
         } else if self.in_scope(offset) {
             self.input_records += 1;
@@ -846,8 +899,16 @@ impl<'a> PartitionCheck<'a> {
             );
         }
         let tenant = self.scope.tenant;
+        // A checkpoint vouches for everything before it: only a check of
+        // every tenant, every offset and the input may write one.
+        let whole = self.scope.tenant.is_none() && self.scope.offsets.is_none() && checked_input;
         let state = match self.marked.take() {
-            Some(next) if self.scope.keep_state && self.resumed_from.is_none() => {
+            Some(next)
+                if self.scope.keep_state
+                    && whole
+                    && !self.unvouched
+                    && self.resumed_from.is_none() =>
+            {
                 Some(PartitionState {
                     anchor_seq: self.anchor.next_seq - 1,
                     anchor_hash: hex::encode(self.anchor.prev_hash),
@@ -934,6 +995,10 @@ fn chain_step(head: &mut Head, r: &Link) -> Vec<String> {
         Signature::UnknownKey => {
             found.push(format!("producer key `{}` is not in the key set", r.key_id))
         }
+        Signature::NotAllowed => found.push(format!(
+            "producer key `{}` may not sign for this tenant",
+            r.key_id
+        )),
         Signature::Invalid => found.push(format!(
             "producer signature does not verify under `{}`",
             r.key_id

@@ -438,11 +438,13 @@ impl InputOffsets for InputReader {
 /// through the checks; `progress` is told the output records done and
 /// their total, as it goes.
 ///
-/// What is read is fixed first, in this order, so that a trail still being
-/// written verifies without false alarms: the processor group's committed
-/// offsets (input below them must be in the output: they commit atomically
-/// with the anchors), then the input's ends, then the anchors' ends, then
-/// the records' ends (every anchor read has its records in range).
+/// What is read is fixed first, in this order: the processor group's
+/// committed offsets (input below them must be in the output: they commit
+/// atomically with the anchors), then the anchors' ends, then the input's
+/// ends (past every anchor read, so the input an anchor covers is all
+/// read), then the records' ends (every anchor read has its records in
+/// range). Input inside an anchored range must be in the output whatever
+/// the committed offsets say.
 pub fn verify(
     config: &Config,
     producer_keys: &KeySet,
@@ -465,12 +467,12 @@ pub fn verify(
         HashMap::new()
     };
     let ends = |topic: &str| read::watermarks(config, topic, &partitions);
+    let anchor_ends = ends(&t.anchors)?;
     let input_ends = if check_input {
         ends(&t.input)?
     } else {
         HashMap::new()
     };
-    let anchor_ends = ends(&t.anchors)?;
     let (chained_ends, quarantine_ends) = (ends(&t.chained)?, ends(&t.quarantine)?);
     let resumed = |p: i32| options.resume.as_ref().and_then(|c| c.partitions.get(&p));
     let span = |e: &HashMap<i32, (i64, i64)>, p: i32| e.get(&p).copied().unwrap_or((0, 0));
@@ -492,6 +494,11 @@ pub fn verify(
         })
         .sum();
     let mut report = Report::default();
+    if options.partitions.is_none() {
+        report
+            .problems
+            .extend(beyond_the_input(config, partitions.len())?);
+    }
     let mut done = 0;
     for p in partitions.iter().copied() {
         let scope = Scope {
@@ -503,7 +510,9 @@ pub fn verify(
             } else {
                 u64::MAX
             },
-            keep_state: options.checkpoint,
+            // A checkpoint vouches for everything before it: only a run
+            // that checked everything may write one.
+            keep_state: options.checkpoint && check_input && options.offsets.is_none(),
         };
         let next = resumed(p).map(|s| s.next);
         let input = if check_input {
@@ -561,6 +570,35 @@ pub fn verify(
     }
     report.sort();
     Ok(report)
+}
+
+/// Output partitions past the input's count hold nothing auditchain wrote
+/// (a source partition's output goes to the partition of the same number):
+/// records there are someone else's, and would be read by consumers of the
+/// whole topic, so each such partition is a problem.
+fn beyond_the_input(config: &Config, input_partitions: usize) -> Result<Vec<Problem>> {
+    let t = &config.topics;
+    let mut found = Vec::new();
+    for topic in [&t.chained, &t.quarantine, &t.anchors] {
+        let count = topic_partitions(config, topic)?;
+        let extra: Vec<i32> = (input_partitions as i32..count as i32).collect();
+        if extra.is_empty() {
+            continue;
+        }
+        for (p, (low, high)) in crate::state::high_watermarks(config, topic, &extra)? {
+            if high > low {
+                found.push(Problem {
+                    kind: Kind::Misplaced,
+                    place: format!("{topic}/{p}"),
+                    what: format!(
+                        "holds {} records, but the input has only {input_partitions} partitions: nothing auditchain writes goes there",
+                        high - low
+                    ),
+                });
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Per input partition, the offset below which the processor has
@@ -1009,5 +1047,281 @@ mod tests {
         assert_eq!(report.problems.len(), check::PROBLEMS_PER_KIND);
         assert_eq!(report.omitted, 5);
         assert!(!report.ok());
+    }
+
+    /// Re-signs every anchor of `b` over the records now in its range, as a
+    /// buggy processor holding the key would: counts, root, heads, links.
+    fn resign_all(b: &mut Built) {
+        let processor = SigningKey::from_bytes(&[2; 32]);
+        let mut prev = ZERO;
+        for i in 0..b.trail.anchors.len() {
+            let a = &b.trail.anchors[i].anchor;
+            let range = a.first_offset..=a.last_offset;
+            // (offset, leaf hash, the tenant and seq of a chained record)
+            type Leaf = (u64, Hash, Option<(String, u64)>);
+            let mut leaves: Vec<Leaf> = b
+                .trail
+                .chained
+                .iter()
+                .filter(|c| range.contains(&c.source_offset))
+                .map(|c| {
+                    (
+                        c.source_offset,
+                        c.entry_hash,
+                        Some((c.tenant_id.clone(), c.seq)),
+                    )
+                })
+                .chain(
+                    b.trail
+                        .quarantined
+                        .iter()
+                        .filter(|q| range.contains(&q.source_offset))
+                        .map(|q| (q.source_offset, q.quarantine_hash, None)),
+                )
+                .collect();
+            leaves.sort_by_key(|l| l.0);
+            let mut heads: BTreeMap<String, (u64, Hash)> = BTreeMap::new();
+            for (_, h, t) in &leaves {
+                if let Some((t, seq)) = t {
+                    heads.insert(t.clone(), (*seq, *h));
+                }
+            }
+            let a = &mut b.trail.anchors[i];
+            a.anchor.prev_anchor_hash = prev;
+            a.anchor.chained_count = leaves.iter().filter(|l| l.2.is_some()).count() as u64;
+            a.anchor.quarantined_count = leaves.iter().filter(|l| l.2.is_none()).count() as u64;
+            let hashes: Vec<Hash> = leaves.iter().map(|l| l.1).collect();
+            a.anchor.merkle_root = chain::merkle_root(&hashes).expect("leaves");
+            a.anchor.tenant_heads = heads
+                .into_iter()
+                .map(|(tenant_id, (seq, entry_hash))| TenantHead {
+                    tenant_id,
+                    seq,
+                    entry_hash,
+                })
+                .collect();
+            let msg = a.anchor.message();
+            a.anchor_hash = chain::hash::h(&msg);
+            a.signature = chain::sign(&processor, &msg).to_vec();
+            prev = a.anchor_hash;
+        }
+    }
+
+    /// The streaming check of partition in/0 of `b` as `verify` runs it:
+    /// with `scope`, resumed from `state`, over `input` (`None`: no input).
+    /// Output offsets are positions in the trail's lists.
+    fn run_scoped(
+        b: &Built,
+        scope: Scope<'_>,
+        state: Option<&PartitionState>,
+        input: Option<Vec<u64>>,
+    ) -> Report {
+        let next = state.map(|s| s.next);
+        let input = input.map(|v| {
+            let from = next.map_or(0, |n| n.input as u64);
+            let v: Vec<u64> = v
+                .into_iter()
+                .filter(|o| *o >= from && *o < scope.input_end)
+                .collect();
+            Box::new(InputVec::new(v)) as Box<dyn InputOffsets>
+        });
+        let mut check = PartitionCheck::new("in".into(), 0, &b.processors, scope, input);
+        if let Some(s) = state {
+            check = check.resume(s).expect("resume");
+        }
+        let start = |o: Option<i64>| o.unwrap_or(0).max(0) as usize;
+        let (a0, c0, q0) = (
+            start(next.map(|n| n.anchors)),
+            start(next.map(|n| n.chained)),
+            start(next.map(|n| n.quarantine)),
+        );
+        let anchors: Vec<(usize, AnchorBatch)> = b
+            .trail
+            .anchors
+            .iter()
+            .cloned()
+            .enumerate()
+            .skip(a0)
+            .collect();
+        let chained: Vec<(usize, Link)> = b
+            .trail
+            .chained
+            .iter()
+            .enumerate()
+            .skip(c0)
+            .map(|(i, r)| (i, Link::check(r.clone(), &b.keys)))
+            .collect();
+        let quarantined: Vec<(usize, QuarantineLeaf)> = b
+            .trail
+            .quarantined
+            .iter()
+            .enumerate()
+            .skip(q0)
+            .map(|(i, q)| (i, QuarantineLeaf::check(q.clone())))
+            .collect();
+        let mut streams = Streams {
+            anchors: Stream::new(
+                "anchors",
+                0,
+                a0 as i64,
+                ANCHOR_CHUNK,
+                VecSource(items(anchors)),
+            ),
+            chained: Stream::new("chained", 0, c0 as i64, CHUNK, VecSource(items(chained))),
+            quarantined: Stream::new(
+                "quarantine",
+                0,
+                q0 as i64,
+                CHUNK,
+                VecSource(items(quarantined)),
+            ),
+        };
+        stream::run(&mut check, &mut streams, &mut |_| {}).expect("run");
+        check.finish().expect("finish")
+    }
+
+    /// A processor that lost input offset `lost` (a quarantine record) and
+    /// signed anchors over what it wrote.
+    fn trail_losing(lost: u64) -> Built {
+        let mut b = long_trail(300, 5, 100, 7);
+        b.trail.quarantined.retain(|q| q.source_offset != lost);
+        resign_all(&mut b);
+        b
+    }
+
+    fn items<T>(v: Vec<(usize, T)>) -> std::vec::IntoIter<Item<T>> {
+        v.into_iter()
+            .map(|(i, x)| Item::Record(i as i64, x))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    fn all_input(b: &Built) -> Vec<u64> {
+        b.input.iter().map(|c| c.2).collect()
+    }
+
+    fn lost_at(r: &Report, offset: u64) -> bool {
+        r.problems
+            .iter()
+            .any(|p| p.kind == Kind::Lost && p.place == format!("in/0@{offset}"))
+    }
+
+    #[test]
+    fn a_loss_inside_an_anchored_range_is_lost_whatever_the_committed_offsets() {
+        let b = trail_losing(202);
+        // The committed offsets were read (200) before the last
+        // transaction, which anchors 200..=299, became visible.
+        let scope = Scope {
+            processed: 200,
+            keep_state: true,
+            ..Scope::default()
+        };
+        let r = run_scoped(&b, scope, None, Some(all_input(&b)));
+        assert!(lost_at(&r, 202), "{:?}", r.problems);
+    }
+
+    #[test]
+    fn no_checkpoint_past_input_that_was_not_read() {
+        let b = trail_losing(258);
+        // The input's end (250) is inside the last anchor's range.
+        let scope = Scope {
+            input_end: 250,
+            keep_state: true,
+            ..Scope::default()
+        };
+        let r = run_scoped(&b, scope, None, Some(all_input(&b)));
+        assert!(r.states.is_empty(), "{:?}", r.states);
+    }
+
+    #[test]
+    fn only_a_whole_check_writes_a_checkpoint() {
+        let b = trail_losing(202);
+        let keep = Scope {
+            keep_state: true,
+            ..Scope::default()
+        };
+        let whole = run_scoped(&b, keep, None, Some(all_input(&b)));
+        assert!(lost_at(&whole, 202));
+        let no_input = run_scoped(&b, keep, None, None);
+        assert!(no_input.ok() && no_input.states.is_empty());
+        let one_tenant = Scope {
+            tenant: Some("t0"),
+            ..keep
+        };
+        assert!(run_scoped(&b, one_tenant, None, Some(all_input(&b)))
+            .states
+            .is_empty());
+        let some_offsets = Scope {
+            offsets: Some((0, 10)),
+            ..keep
+        };
+        assert!(run_scoped(&b, some_offsets, None, Some(all_input(&b)))
+            .states
+            .is_empty());
+        // A sound trail's whole check does write one, and a run resumed
+        // from it checks the rest.
+        let sound = long_trail(300, 5, 100, 7);
+        let first = run_scoped(&sound, keep, None, Some(all_input(&sound)));
+        let state = first.states.get(&0).cloned().expect("a checkpoint");
+        let again = run_scoped(&sound, keep, Some(&state), Some(all_input(&sound)));
+        assert!(again.ok(), "{:?}", again.problems);
+        assert_eq!(again.states.get(&0), Some(&state));
+    }
+
+    #[test]
+    fn a_key_bound_to_other_tenants_is_reported() {
+        let mut b = build();
+        let producer = SigningKey::from_bytes(&[1; 32]);
+        b.keys = KeySet::parse(
+            &format!(
+                "[[keys]]\nkey_id = \"p\"\npublic_key = \"{}\"\ntenants = [\"someone-else\"]\n",
+                hex::encode(producer.verifying_key().to_bytes())
+            ),
+            std::path::Path::new("k"),
+        )
+        .expect("keys");
+        let found = problems(&b);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.what.contains("may not sign for this tenant")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_anchor_of_another_partition_takes_no_records() {
+        let mut b = long_trail(5_000, 37, 100, 11);
+        let mut bogus = b.trail.anchors[0].clone();
+        bogus.anchor.source_partition = 1;
+        bogus.anchor.last_offset = u64::MAX;
+        b.trail.anchors.insert(1, bogus);
+        let mut forged = chained("zz", 1, ZERO, 1 << 40, vec![1, 2, 3]);
+        forged.anchor_seq = 999;
+        b.trail.chained.push(forged);
+        let r = run_scoped(&b, Scope::default(), None, None);
+        let kinds: Vec<Kind> = r.problems.iter().map(|p| p.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![Kind::Misplaced, Kind::Uncovered],
+            "{:?}",
+            r.problems
+        );
+        assert_eq!(r.problems[1].place, format!("in/0@{}", 1u64 << 40));
+    }
+
+    #[test]
+    fn a_forged_anchor_is_rejected_before_it_takes_records() {
+        let mut b = long_trail(1_000, 5, 100, 7);
+        let mut forged = b.trail.anchors[1].clone();
+        forged.anchor.last_offset = u64::MAX;
+        b.trail.anchors[1] = forged;
+        let found = problems(&b);
+        assert_eq!(found[0].kind, Kind::Anchor, "{found:?}");
+        assert!(
+            found[0].what.contains("anchor_hash does not recompute"),
+            "{found:?}"
+        );
+        assert!(found.iter().any(|p| p.kind == Kind::Uncovered), "{found:?}");
     }
 }

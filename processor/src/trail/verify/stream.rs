@@ -316,6 +316,9 @@ where
     Q: Source<QuarantineLeaf>,
 {
     while let Some((at, anchor)) = streams.anchors.next(check)? {
+        if !check.admit(&anchor) {
+            continue;
+        }
         let n = streams.take_through(anchor.anchor.last_offset, check)?;
         check.anchor(&anchor)?;
         check.mark(Positions {
