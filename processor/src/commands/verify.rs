@@ -33,8 +33,9 @@ pub struct VerifyArgs {
     to_offset: Option<u64>,
     /// Verify incrementally: resume from this checkpoint file when it
     /// exists (checking only what follows the anchors it recorded), and
-    /// write the new one there when the trail verifies. Keep it as
-    /// evidence: it is what the next run trusts.
+    /// write the new one there when the trail verifies. Only for a whole
+    /// verify (not with --no-input, --tenant or an offset range). Keep it
+    /// as evidence: it is what the next run trusts.
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
     /// Print the report as JSON.
