@@ -28,7 +28,7 @@ use crate::chain::{self, Hash, ZERO};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::keys::KeySet;
-use crate::prove::{check_proof, Proof, ProofAnchor, ProvenRecord, PROOF_VERSION};
+use crate::prove::{check_proof, unhex32, Proof, ProofAnchor, ProvenRecord, PROOF_VERSION};
 use crate::records::{AnchorBatch, ChainedRecord, QuarantineRecord};
 use crate::verify::{read, PartitionReader};
 
@@ -551,7 +551,10 @@ fn follow(
         "record {}@{} (seq {})",
         r.source_partition, r.source_offset, r.seq
     );
-    let (Ok(prev), Ok(hash)) = (unhex32(&r.prev_hash), unhex32(&r.entry_hash)) else {
+    let (Ok(prev), Ok(hash)) = (
+        unhex32("prev_hash", &r.prev_hash),
+        unhex32("entry_hash", &r.entry_hash),
+    ) else {
         report
             .problems
             .push(format!("{place}: a hash is not 32 bytes of hex"));
@@ -608,7 +611,7 @@ fn close_anchor(
     let followed = chains.get(&a.source_partition);
     let matches = match (head, followed) {
         (Some((_, seq, hash)), Some(f)) => {
-            (*seq == f.seq && unhex32(hash).ok() == Some(f.hash))
+            (*seq == f.seq && unhex32("tenant head", hash).ok() == Some(f.hash))
                 // The range asked for ends inside this anchor.
                 || (*seq > f.seq && to_seq == Some(f.seq))
         }
@@ -620,11 +623,4 @@ fn close_anchor(
             a.source_topic, a.source_partition, a.anchor_seq
         ));
     }
-}
-
-fn unhex32(s: &str) -> std::result::Result<Hash, ()> {
-    hex::decode(s)
-        .ok()
-        .and_then(|b| <Hash>::try_from(b.as_slice()).ok())
-        .ok_or(())
 }

@@ -146,7 +146,8 @@ fn hx(h: &[u8]) -> String {
     hex::encode(h)
 }
 
-fn unhex32(what: &str, s: &str) -> std::result::Result<Hash, String> {
+/// 32 bytes from hex; the error names `what`.
+pub(crate) fn unhex32(what: &str, s: &str) -> std::result::Result<Hash, String> {
     hex::decode(s)
         .ok()
         .and_then(|b| <Hash>::try_from(b.as_slice()).ok())

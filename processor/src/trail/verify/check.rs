@@ -303,10 +303,7 @@ pub struct PartitionState {
 }
 
 fn parse_hash(hex_text: &str, what: &str) -> Result<Hash> {
-    let bytes = hex::decode(hex_text)
-        .map_err(|e| crate::error::Error::Checkpoint(format!("{what} is not hex: {e}")))?;
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map_err(|_| crate::error::Error::Checkpoint(format!("{what} is not 32 bytes")))
+    crate::prove::unhex32(what, hex_text).map_err(crate::error::Error::Checkpoint)
 }
 
 /// The streaming check of one source partition (topic, partition).
