@@ -576,6 +576,7 @@ async fn secrets_never_reach_logs_errors_help_or_metrics() {
     let mut child = common::Child {
         child,
         log: log_file.clone(),
+        http_address_file: address_file.clone(),
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     let addr = loop {

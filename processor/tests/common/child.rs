@@ -10,6 +10,8 @@ use auditchain::processor::RunSummary;
 pub struct Child {
     pub child: std::process::Child,
     pub log: PathBuf,
+    /// Where the process writes its HTTP endpoint's address.
+    pub http_address_file: PathBuf,
 }
 
 impl Child {
@@ -65,6 +67,10 @@ impl Drop for Child {
     /// shows the end of its log (the temporary directory goes with the test).
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
+            if std::thread::panicking() {
+                dump_metrics(&self.http_address_file);
+                dump_threads(self.child.id());
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -79,6 +85,62 @@ impl Drop for Child {
                 tail.join("\n")
             );
         }
+    }
+}
+
+/// Prints the metrics of a process still running when a test fails (what
+/// it owns, commits, aborts and lags), histograms left out.
+fn dump_metrics(address_file: &std::path::Path) {
+    use std::io::{Read, Write};
+    let Ok(address) = std::fs::read_to_string(address_file) else {
+        return;
+    };
+    let fetched = (|| -> std::io::Result<String> {
+        let addr = address.trim().parse().map_err(std::io::Error::other)?;
+        let limit = std::time::Duration::from_secs(5);
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, limit)?;
+        stream.set_read_timeout(Some(limit))?;
+        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    })();
+    match fetched {
+        Ok(text) => eprintln!(
+            "---- metrics of {} ----\n{}",
+            address.trim(),
+            text.lines()
+                .filter(|l| l.starts_with("auditchain_") && !l.contains("_bucket{"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+        Err(e) => eprintln!("(no metrics from {}: {e})", address.trim()),
+    }
+}
+
+/// Prints every thread's stack of a process that is still running when a
+/// test fails (with `gdb`, where installed): a processor that stopped making
+/// progress shows where it waits, which its log cannot say.
+fn dump_threads(pid: u32) {
+    let out = std::process::Command::new("timeout")
+        .args(["60", "gdb", "-p", &pid.to_string(), "-batch", "-nx"])
+        .args(["-ex", "set pagination off", "-ex", "thread apply all bt 30"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => eprintln!(
+            "---- threads of auditchain run (pid {pid}) ----\n{}",
+            String::from_utf8_lossy(&o.stdout)
+        ),
+        Ok(o) => eprintln!(
+            "(no thread dump of pid {pid}: gdb exited with {}: {})",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ),
+        Err(e) => eprintln!("(no thread dump of pid {pid}: {e})"),
     }
 }
 

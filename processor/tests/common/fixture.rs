@@ -164,13 +164,8 @@ impl Fixture {
         instance_id: &str,
         env: &[(&str, &str)],
     ) -> (Child, String) {
-        let address_file = self.path(&format!("{instance_id}.http-address"));
-        let mut vars = vec![(
-            "AUDITCHAIN_HTTP_ADDRESS_FILE",
-            address_file.to_str().expect("utf-8 path"),
-        )];
-        vars.extend_from_slice(env);
-        let mut child = self.spawn_with(instance_id, &vars);
+        let mut child = self.spawn_with(instance_id, env);
+        let address_file = child.http_address_file.clone();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             child.assert_alive();
@@ -194,12 +189,17 @@ impl Fixture {
             .append(true)
             .open(self.path(&format!("{instance_id}.log")))
             .expect("log file");
+        // Every instance reports its endpoint, so a failing test can show
+        // its metrics.
+        let http_address_file = self.path(&format!("{instance_id}.http-address"));
+        let _ = std::fs::remove_file(&http_address_file);
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_auditchain"))
             .arg("run")
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info,librdkafka=warn")
             .env("NO_COLOR", "1")
+            .env("AUDITCHAIN_HTTP_ADDRESS_FILE", &http_address_file)
             .envs(env.iter().copied())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -208,6 +208,7 @@ impl Fixture {
         Child {
             child,
             log: self.path(&format!("{instance_id}.log")),
+            http_address_file,
         }
     }
 
