@@ -318,6 +318,18 @@ pub struct ProcessingConfig {
     /// a full queue makes the processor wait for deliveries.
     #[serde(default = "default_producer_queue_bytes")]
     pub producer_queue_bytes: usize,
+    /// An owned partition whose committed offset has not moved for this
+    /// long while it has lag, and none of whose records arrived in that
+    /// time, has a consumer fetcher that stopped: the processor then
+    /// commits what is open and starts a new session (a new consumer and
+    /// producer, which rejoin and restore). librdkafka can leave a
+    /// partition's fetcher unstarted for good after a coordinator error
+    /// during an assignment (confluentinc/librdkafka#5586); a new consumer
+    /// recovers it. At least `commit_interval_ms` + 10000 (an open
+    /// transaction's records count as lag until it commits; lag is sampled
+    /// every 5 s); 0 turns it off.
+    #[serde(default = "default_fetch_stall_timeout_ms")]
+    pub fetch_stall_timeout_ms: u64,
 }
 
 /// `[http]`.
@@ -403,6 +415,9 @@ fn default_max_batch_records() -> usize {
 fn default_max_batch_bytes() -> usize {
     64 * 1024 * 1024
 }
+fn default_fetch_stall_timeout_ms() -> u64 {
+    60_000
+}
 fn default_producer_queue_bytes() -> usize {
     128 * 1024 * 1024
 }
@@ -447,6 +462,7 @@ impl Default for ProcessingConfig {
             verify_threads: 0,
             max_batch_bytes: default_max_batch_bytes(),
             producer_queue_bytes: default_producer_queue_bytes(),
+            fetch_stall_timeout_ms: default_fetch_stall_timeout_ms(),
         }
     }
 }
@@ -590,6 +606,19 @@ impl Config {
             return Err(Error::config(
                 "processing.max_record_bytes",
                 "must be at least 1",
+            ));
+        }
+        // An open transaction holds its records as lag until it commits,
+        // and the lag is sampled every 5 s: a shorter limit would take a
+        // quiet, open transaction for a stopped fetcher.
+        let least_stall = p.commit_interval_ms.saturating_add(10_000);
+        if p.fetch_stall_timeout_ms != 0 && p.fetch_stall_timeout_ms < least_stall {
+            return Err(Error::config(
+                "processing.fetch_stall_timeout_ms",
+                format!(
+                    "must be 0 (off) or at least processing.commit_interval_ms + 10000 ({least_stall}): \
+                     an open transaction's records count as lag until it commits, and lag is sampled every 5 s"
+                ),
             ));
         }
         if p.max_batch_bytes < 1024 * 1024 {
@@ -758,6 +787,13 @@ mod tests {
         assert_eq!(c.transactional_id(), "auditchain-i-1");
         assert_eq!(c.http.bind.to_string(), "127.0.0.1:9464");
         assert!(c.schema_registry.is_none());
+        assert_eq!(c.processing.fetch_stall_timeout_ms, 60_000);
+        let off = load(
+            &format!("{MINIMAL}\n[processing]\nfetch_stall_timeout_ms = 0\n"),
+            &[],
+        )
+        .expect("0 turns the fetch watch off");
+        assert_eq!(off.processing.fetch_stall_timeout_ms, 0);
     }
 
     #[test]
@@ -885,6 +921,10 @@ mod tests {
             (
                 "[processing]\nmax_record_bytes = 1048576\n[librdkafka]\n\"message.max.bytes\" = \"1000000\"",
                 "processing.max_record_bytes",
+            ),
+            (
+                "[processing]\nfetch_stall_timeout_ms = 5000",
+                "processing.fetch_stall_timeout_ms",
             ),
         ];
         for (extra, field) in cases {

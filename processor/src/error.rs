@@ -126,6 +126,20 @@ pub enum Error {
     #[error("not found: {0}")]
     NotFound(String),
 
+    /// An owned input partition lagged while none of its records reached
+    /// the consumer for `processing.fetch_stall_timeout_ms`: its fetcher
+    /// stopped, and only a new consumer restarts it (`processor::watch`).
+    #[error(
+        "input partition {partition} has lagged for {quiet_secs} s with none of its records \
+         arriving: its fetcher stopped; a new session (consumer and producer) takes over"
+    )]
+    FetchStalled {
+        /// The input partition.
+        partition: i32,
+        /// How long none of its records arrived.
+        quiet_secs: u64,
+    },
+
     /// A tenant bundle could not be written or read, or is not a bundle.
     #[error("bundle: {0}")]
     Bundle(String),

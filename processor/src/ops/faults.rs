@@ -9,8 +9,12 @@
 //! [`Faults`] plan, handed to [`crate::processor::run_with`], makes the
 //! next matching sink call fail with a chosen librdkafka error code before
 //! it reaches librdkafka; the error then takes the same classification and
-//! handling as a real one. The production binary never builds a plan.
+//! handling as a real one. A plan can also stop the consumer's fetching
+//! behind the engine's back ([`Faults::stop_fetching`]), the silent stall
+//! `processing.fetch_stall_timeout_ms` exists for. The production binary
+//! never builds a plan.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -74,6 +78,7 @@ pub struct Fired {
 pub struct Faults {
     planned: Mutex<Vec<Planned>>,
     fired: Mutex<Vec<Fired>>,
+    fetcher_stop: AtomicBool,
 }
 
 impl Faults {
@@ -98,6 +103,28 @@ impl Faults {
             code,
             remaining: times,
         });
+    }
+
+    /// At its next turn the processing loop pauses every partition it owns
+    /// in its consumer without telling the engine: the consumer stays in
+    /// the group and owns them, but no record of theirs arrives again, as
+    /// when librdkafka leaves a fetcher unstarted (librdkafka#5586).
+    pub fn stop_fetching(&self) {
+        self.fetcher_stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a planned fetcher stop has not been applied yet.
+    pub fn fetcher_stop_pending(&self) -> bool {
+        self.fetcher_stop.load(Ordering::SeqCst)
+    }
+
+    /// Consumes a planned fetcher stop, if one is planned.
+    pub(crate) fn take_fetcher_stop(&self) -> bool {
+        let planned = self.fetcher_stop.swap(false, Ordering::SeqCst);
+        if planned {
+            tracing::warn!("injected fault: the consumer stops fetching its partitions");
+        }
+        planned
     }
 
     /// The faults that fired so far, in order.

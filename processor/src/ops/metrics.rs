@@ -105,6 +105,9 @@ pub struct Metrics {
     /// Restored partitions whose group offset disagreed with the chain
     /// state's (or was missing while the state had one).
     pub offset_mismatches: Counter,
+    /// Sessions ended because an owned partition's fetcher stopped
+    /// (`processing.fetch_stall_timeout_ms`).
+    pub fetch_stalls: Counter,
     /// Input records written in the open transaction (0 when none is open).
     pub open_transaction_records: Gauge,
     /// Seconds a partition has had lag without its committed offset moving.
@@ -138,6 +141,7 @@ impl Metrics {
         let lag_seconds = Family::<PartitionLabel, Gauge<f64, AtomicU64>>::default();
         let tenants_on_several_partitions = Counter::default();
         let offset_mismatches = Counter::default();
+        let fetch_stalls = Counter::default();
         let open_transaction_records = Gauge::default();
         let partition_stalled_seconds = Family::<PartitionLabel, Gauge<f64, AtomicU64>>::default();
         let ready = Gauge::default();
@@ -218,6 +222,11 @@ impl Metrics {
             offset_mismatches.clone(),
         );
         registry.register(
+            "auditchain_fetch_stalls",
+            "Sessions restarted because an owned partition lagged while none of its records arrived (a stopped fetcher)",
+            fetch_stalls.clone(),
+        );
+        registry.register(
             "auditchain_transaction_open_records",
             "Input records written in the open transaction, not yet committed",
             open_transaction_records.clone(),
@@ -254,6 +263,7 @@ impl Metrics {
             lag_seconds,
             tenants_on_several_partitions,
             offset_mismatches,
+            fetch_stalls,
             open_transaction_records,
             partition_stalled_seconds,
             ready,

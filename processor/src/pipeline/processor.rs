@@ -21,11 +21,12 @@
 
 pub mod engine;
 pub mod txn;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -37,7 +38,7 @@ use crate::error::{Error, ErrorClass, Result};
 use crate::faults::{CommitCause, Faults};
 use crate::kafka::{base_client_config, ensure_topics};
 use crate::keys::{load_signing_key, WatchedKeySet};
-use crate::metrics::{KindLabel, Metrics, ResultLabel};
+use crate::metrics::{KindLabel, Metrics, PartitionLabel, ResultLabel};
 use crate::registry::{Lookup, Registry};
 use crate::route::{missing_schema_ids, Decoders};
 use crate::schema::{
@@ -45,6 +46,7 @@ use crate::schema::{
 };
 use crate::telemetry::{self, Traces};
 use engine::{Engine, OutputSchemaIds, Outputs, Routed, Stats};
+use watch::{FetchWatch, Stall};
 
 /// What `run` needs besides the configuration.
 #[allow(missing_debug_implementations)] // Traces and Metrics hold exporters and registries
@@ -81,6 +83,9 @@ pub const MAX_POLL: Duration = Duration::from_millis(200);
 const COORDINATOR_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often consumer lag is sampled for the metrics.
 const LAG_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the loop looks for a partition whose fetcher stopped (the lag
+/// it compares with is sampled every `LAG_SAMPLE_INTERVAL`).
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
     match engine.lock() {
@@ -484,6 +489,11 @@ fn session(
         .map_err(|e| Error::kafka(format!("subscribing to `{}`", config.topics.input), e))?;
     let mut paused = false;
     let mut outage = Backoff::new();
+    let mut watch = FetchWatch::new(
+        (config.processing.fetch_stall_timeout_ms > 0)
+            .then(|| Duration::from_millis(config.processing.fetch_stall_timeout_ms)),
+    );
+    let mut next_watch = Instant::now();
     let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(MICRO_BATCH);
     loop {
         batch.clear();
@@ -491,18 +501,26 @@ fn session(
             drop(batch);
             return close(&consumer, engine);
         }
+        if Instant::now() >= next_watch {
+            next_watch = Instant::now() + WATCH_INTERVAL;
+            if let Some(stall) = fetch_stalled(&consumer, engine, metrics, &mut watch, paused)? {
+                drop(batch);
+                return end_stalled(&consumer, engine, metrics, stall);
+            }
+        }
         report_reloads(keys, metrics);
         let want_pause = metrics.pause_requested.load(Ordering::Relaxed);
         if want_pause || paused {
             set_paused(&consumer, engine, want_pause, &mut paused)?;
         }
         prepare(&consumer, engine)?;
-        poll_batch(
+        let consumer_error = poll_batch(
             &consumer,
             engine,
             &mut batch,
             config.processing.max_batch_bytes,
         );
+        note_arrivals(&mut watch, &batch, consumer_error);
         if let Some(e) = lock(engine).fatal.take() {
             return Err(e);
         }
@@ -538,6 +556,85 @@ fn session(
     }
 }
 
+/// Notes which partitions delivered records just now; a consumer error
+/// (brokers down, say) excuses every partition's silence so far.
+fn note_arrivals(watch: &mut FetchWatch, batch: &[BorrowedMessage<'_>], consumer_error: bool) {
+    let now = Instant::now();
+    if consumer_error {
+        watch.excuse(now);
+    }
+    let mut last = None;
+    for m in batch {
+        if last != Some(m.partition()) {
+            last = Some(m.partition());
+            watch.received(m.partition(), now);
+        }
+    }
+}
+
+/// An owned partition whose fetcher stopped, if there is one
+/// ([`watch::FetchWatch`]). While paused by an operator no partition is
+/// expected to deliver, so the watch forgets them all and gives each the
+/// whole limit again after the resume. A test's planned fetcher stop is
+/// applied here.
+fn fetch_stalled(
+    consumer: &BaseConsumer<Ctx>,
+    engine: &Arc<Mutex<Engine>>,
+    metrics: &Metrics,
+    watch: &mut FetchWatch,
+    paused: bool,
+) -> Result<Option<Stall>> {
+    let eng = lock(engine);
+    if eng.fetcher_stop_planned() {
+        let assignment = consumer
+            .assignment()
+            .map_err(|e| Error::kafka("reading the assignment", e))?;
+        consumer
+            .pause(&assignment)
+            .map_err(|e| Error::kafka("pausing the assignment (injected)", e))?;
+    }
+    let owned = if paused {
+        Vec::new()
+    } else {
+        eng.owned_partitions()
+    };
+    let epoch = eng.assignment_epoch();
+    drop(eng);
+    if watch.assignment_changed(epoch) {
+        watch.excuse(Instant::now());
+    }
+    let stalled_for = |partition| {
+        let seconds = metrics
+            .partition_stalled_seconds
+            .get_or_create(&PartitionLabel { partition })
+            .get();
+        Duration::try_from_secs_f64(seconds).unwrap_or(Duration::ZERO)
+    };
+    Ok(watch.check(&owned, stalled_for, Instant::now()))
+}
+
+/// Ends a session whose fetcher stopped: commits what is open, leaves the
+/// group, and returns the error that makes `run_sessions` start a new one.
+fn end_stalled(
+    consumer: &BaseConsumer<Ctx>,
+    engine: &Arc<Mutex<Engine>>,
+    metrics: &Metrics,
+    stall: Stall,
+) -> Result<()> {
+    let error = Error::FetchStalled {
+        partition: stall.partition,
+        quiet_secs: stall.quiet.as_secs(),
+    };
+    metrics.fetch_stalls.inc();
+    tracing::error!(
+        partition = stall.partition,
+        quiet_secs = stall.quiet.as_secs(),
+        "{error}"
+    );
+    close(consumer, engine)?;
+    Err(error)
+}
+
 /// Before polling: a fatal error from a callback ends the session; waiting
 /// partitions are restored (after committing what is open); partitions
 /// marked for a rewind are sought back to their committed next offset.
@@ -556,13 +653,14 @@ fn prepare(consumer: &BaseConsumer<Ctx>, engine: &Arc<Mutex<Engine>>) -> Result<
 }
 
 /// Polls one micro-batch: up to `MICRO_BATCH` records or `max_bytes` of
-/// keys and values, or until the open transaction is due.
+/// keys and values, or until the open transaction is due. Returns whether
+/// the consumer reported an error instead of records.
 fn poll_batch<'c>(
     consumer: &'c BaseConsumer<Ctx>,
     engine: &Arc<Mutex<Engine>>,
     batch: &mut Vec<BorrowedMessage<'c>>,
     max_bytes: usize,
-) {
+) -> bool {
     let mut timeout = lock(engine)
         .txn_remaining()
         .map_or(MAX_POLL, |r| r.min(MAX_POLL));
@@ -576,11 +674,12 @@ fn poll_batch<'c>(
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "consumer error");
-                break;
+                return true;
             }
         }
         timeout = Duration::ZERO;
     }
+    false
 }
 
 /// Routes a batch on the verification pool in chunks while this thread

@@ -131,6 +131,11 @@ fn dump_threads(pid: u32) {
         Ok(o) if o.status.success() => eprintln!(
             "---- threads of auditchain run (pid {pid}) ----\n{}",
             String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with('#') || l.starts_with("Thread"))
+                .map(|l| l.chars().take(240).collect::<String>())
+                .collect::<Vec<_>>()
+                .join("\n")
         ),
         Ok(o) => eprintln!(
             "(no thread dump of pid {pid}: gdb exited with {}: {})",

@@ -195,6 +195,10 @@ pub struct Engine {
     pool: Arc<rayon::ThreadPool>,
     rt: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
+    /// A test's fault plan (none in production).
+    faults: Option<Arc<Faults>>,
+    /// Counts assignments and revokes.
+    assignment_epoch: u64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -245,7 +249,7 @@ impl Engine {
         traces: Traces,
         faults: Option<Arc<Faults>>,
     ) -> Result<Engine> {
-        let sink = Sink::new(&config, faults, outputs.max_record_bytes)?;
+        let sink = Sink::new(&config, faults.clone(), outputs.max_record_bytes)?;
         metrics.set_producer_ready(true);
         let threads = match config.processing.verify_threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -281,7 +285,20 @@ impl Engine {
             pool,
             rt,
             metrics,
+            faults,
+            assignment_epoch: 0,
         })
+    }
+
+    /// Goes up with every assignment and revoke.
+    pub fn assignment_epoch(&self) -> u64 {
+        self.assignment_epoch
+    }
+
+    /// Whether a test planned a stopped fetcher for this moment
+    /// ([`Faults::stop_fetching`]); never in production.
+    pub fn fetcher_stop_planned(&self) -> bool {
+        self.faults.as_ref().is_some_and(|f| f.take_fetcher_stop())
     }
 
     /// Partitions owned and restored.
@@ -295,6 +312,7 @@ impl Engine {
     /// from the loop, outside any transaction, before a record of theirs is
     /// processed. `committed` gives the group's committed offsets.
     pub fn assign(&mut self, partitions: &[i32], committed: &HashMap<i32, i64>) {
+        self.assignment_epoch += 1;
         for p in partitions {
             self.owned.remove(p);
             self.rewind.remove(p);
@@ -434,6 +452,7 @@ impl Engine {
 
     /// Forgets `partitions` (after their transaction was committed or aborted).
     pub fn revoke(&mut self, partitions: &[i32]) {
+        self.assignment_epoch += 1;
         for p in partitions {
             self.owned.remove(p);
             self.rewind.remove(p);
