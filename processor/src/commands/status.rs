@@ -5,9 +5,21 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-/// Runs `status`: prints the lag, after waiting up to `wait` seconds for it
-/// to reach 0 when asked.
-pub fn run(config: PathBuf, wait: Option<u64>) -> anyhow::Result<()> {
+/// Arguments of `status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The processor's configuration file.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Wait until the lag is 0 on every partition, failing after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    wait_caught_up: Option<u64>,
+}
+
+/// Runs `status`: prints the lag, after waiting for it to reach 0 when
+/// asked (blocking: call it off the async runtime).
+pub fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let (config, wait) = (args.config, args.wait_caught_up);
     let config = auditchain::config::Config::load(&config)
         .with_context(|| format!("loading {}", config.display()))?;
     auditchain::kafka::check_connection(&config)?;

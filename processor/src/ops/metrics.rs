@@ -9,6 +9,7 @@
 //! endpoints take a bearer token whenever one is configured, which `run`
 //! requires on any address but loopback ([`crate::auth`]).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use crate::auth::AdminAuth;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::kafka::{base_client_config, group_lag, QuietContext};
+use crate::route::Reason;
 
 /// `outcome` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,6 +70,26 @@ pub struct KindLabel {
 pub struct PartitionLabel {
     /// Input partition.
     pub partition: i32,
+}
+
+/// What a run did, as its counters say ([`Metrics::stats`]): for the log
+/// line at the end of a run, and for tests.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    /// Records appended to chains.
+    pub chained: u64,
+    /// Records quarantined, by reason.
+    pub quarantined: BTreeMap<Reason, u64>,
+    /// Anchors written.
+    pub anchors: u64,
+    /// Committed transactions.
+    pub commits: u64,
+    /// Aborted transactions.
+    pub aborts: u64,
+    /// Tenants that appeared on a second partition of this instance.
+    pub tenants_on_several_partitions: u64,
+    /// Transactions closed early so an anchor stays under the size limit.
+    pub early_commits: u64,
 }
 
 /// Every metric of the processor.
@@ -105,6 +127,8 @@ pub struct Metrics {
     /// Restored partitions whose group offset disagreed with the chain
     /// state's (or was missing while the state had one).
     pub offset_mismatches: Counter,
+    /// Transactions committed early so an anchor stays under the size limit.
+    pub early_commits: Counter,
     /// Sessions ended because an owned partition's fetcher stopped
     /// (`processing.fetch_stall_timeout_ms`).
     pub fetch_stalls: Counter,
@@ -142,6 +166,7 @@ impl Metrics {
         let tenants_on_several_partitions = Counter::default();
         let offset_mismatches = Counter::default();
         let fetch_stalls = Counter::default();
+        let early_commits = Counter::default();
         let open_transaction_records = Gauge::default();
         let partition_stalled_seconds = Family::<PartitionLabel, Gauge<f64, AtomicU64>>::default();
         let ready = Gauge::default();
@@ -222,6 +247,11 @@ impl Metrics {
             offset_mismatches.clone(),
         );
         registry.register(
+            "auditchain_early_commits",
+            "Transactions committed before their interval so an anchor stays under the largest record the producer may send",
+            early_commits.clone(),
+        );
+        registry.register(
             "auditchain_fetch_stalls",
             "Sessions restarted because an owned partition lagged while none of its records arrived (a stopped fetcher)",
             fetch_stalls.clone(),
@@ -264,6 +294,7 @@ impl Metrics {
             tenants_on_several_partitions,
             offset_mismatches,
             fetch_stalls,
+            early_commits,
             open_transaction_records,
             partition_stalled_seconds,
             ready,
@@ -272,6 +303,41 @@ impl Metrics {
             restoring: AtomicBool::new(false),
             producer_ready: AtomicBool::new(false),
         })
+    }
+
+    /// What the processor did since these metrics were made, read from
+    /// the counters (one set of counters: the run summary and `/metrics`
+    /// cannot disagree).
+    pub fn stats(&self) -> Stats {
+        let records = |outcome| {
+            self.records
+                .get(&OutcomeLabel { outcome })
+                .map_or(0, |c| c.get())
+        };
+        let transactions = |result| {
+            self.transactions
+                .get(&ResultLabel { result })
+                .map_or(0, |c| c.get())
+        };
+        let quarantined = Reason::ALL
+            .iter()
+            .filter_map(|reason| {
+                let n = self.quarantined.get(&ReasonLabel {
+                    reason: reason.code(),
+                })?;
+                Some((*reason, n.get()))
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Stats {
+            chained: records("chained"),
+            quarantined,
+            anchors: self.anchors.get(),
+            commits: transactions("committed"),
+            aborts: transactions("aborted"),
+            tenants_on_several_partitions: self.tenants_on_several_partitions.get(),
+            early_commits: self.early_commits.get(),
+        }
     }
 
     /// The Prometheus text exposition.

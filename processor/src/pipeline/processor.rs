@@ -38,6 +38,7 @@ use crate::error::{Error, ErrorClass, Result};
 use crate::faults::{CommitCause, Faults};
 use crate::kafka::{base_client_config, ensure_topics};
 use crate::keys::{load_signing_key, WatchedKeySet};
+pub use crate::metrics::Stats;
 use crate::metrics::{KindLabel, Metrics, PartitionLabel, ResultLabel};
 use crate::registry::{Lookup, Registry};
 use crate::route::{missing_schema_ids, Decoders};
@@ -45,7 +46,7 @@ use crate::schema::{
     schemas, EventDecoder, ANCHOR_BATCH_AVSC, CHAINED_RECORD_AVSC, QUARANTINE_RECORD_AVSC,
 };
 use crate::telemetry::{self, Traces};
-use engine::{Engine, OutputSchemaIds, Outputs, Routed, Stats};
+use engine::{Engine, OutputSchemaIds, Outputs, Routed};
 use watch::{FetchWatch, Stall};
 
 /// What `run` needs besides the configuration.
@@ -263,7 +264,7 @@ impl Catalog {
 /// What a finished run did.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
-    /// Counters of the last session.
+    /// What the run did (every session), read from its metrics.
     pub stats: Stats,
     /// Sessions started (more than one after fatal errors).
     pub sessions: u32,
@@ -418,7 +419,7 @@ fn run_sessions(
         metrics.set_producer_ready(false);
         match outcome {
             Ok(()) => {
-                let stats = lock(&engine).stats.clone();
+                let stats = metrics.stats();
                 return Ok(RunSummary { stats, sessions });
             }
             Err(e) if shutdown.load(Ordering::Relaxed) => return Err(e),

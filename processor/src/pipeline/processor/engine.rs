@@ -64,25 +64,6 @@ pub struct Outputs {
     pub partitions: usize,
 }
 
-/// Counters since start, for logs and tests.
-#[derive(Debug, Default, Clone)]
-pub struct Stats {
-    /// Records appended to chains.
-    pub chained: u64,
-    /// Records quarantined, by reason.
-    pub quarantined: BTreeMap<route::Reason, u64>,
-    /// Anchors written.
-    pub anchors: u64,
-    /// Committed transactions.
-    pub commits: u64,
-    /// Aborted transactions.
-    pub aborts: u64,
-    /// Tenants that appeared on a second partition of this instance.
-    pub tenants_on_several_partitions: u64,
-    /// Transactions closed early so an anchor stays under the size limit.
-    pub early_commits: u64,
-}
-
 /// A partition this instance owns and has restored: its committed state.
 #[derive(Debug)]
 struct Owned {
@@ -190,8 +171,6 @@ pub struct Engine {
     /// Set when the producer or a restore failed in a way only a fresh start
     /// (new producer, rejoin, restore) repairs.
     pub fatal: Option<Error>,
-    /// Counters.
-    pub stats: Stats,
     pool: Arc<rayon::ThreadPool>,
     rt: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
@@ -281,7 +260,6 @@ impl Engine {
             txn_links: traces.links(),
             traces,
             fatal: None,
-            stats: Stats::default(),
             pool,
             rt,
             metrics,
@@ -567,7 +545,7 @@ impl Engine {
             }
             let m = &batch[r.index];
             if self.anchor_would_overflow(m.partition(), &r.verdict) {
-                self.stats.early_commits += 1;
+                self.metrics.early_commits.inc();
                 self.report_open_records();
                 let mut rest = vec![r];
                 rest.extend(routed);
@@ -960,8 +938,6 @@ impl Engine {
             ..
         } = txn;
         let anchor_heads = sealed.map(|s| s.anchors).unwrap_or_default();
-        self.stats.commits += 1;
-        self.stats.anchors += anchors;
         self.consecutive_aborts = 0;
         let m = Arc::clone(&self.metrics);
         m.transactions
@@ -987,9 +963,7 @@ impl Engine {
         tracing::debug!(records, partitions = touched, "transaction committed");
     }
 
-    fn count_committed(&mut self, m: &Metrics, seg: &Pending) {
-        self.stats.chained += seg.chained;
-        self.stats.tenants_on_several_partitions += seg.tenants_elsewhere;
+    fn count_committed(&self, m: &Metrics, seg: &Pending) {
         m.records
             .get_or_create(&OutcomeLabel { outcome: "chained" })
             .inc_by(seg.chained);
@@ -1001,7 +975,6 @@ impl Engine {
         m.tenants_on_several_partitions
             .inc_by(seg.tenants_elsewhere);
         for (reason, n) in &seg.reasons {
-            *self.stats.quarantined.entry(*reason).or_default() += n;
             m.quarantined
                 .get_or_create(&ReasonLabel {
                     reason: reason.code(),
@@ -1048,7 +1021,6 @@ impl Engine {
         self.sink.abort()?;
         if was_open || txn.is_some() {
             self.consecutive_aborts = self.consecutive_aborts.saturating_add(1);
-            self.stats.aborts += 1;
             self.metrics
                 .transactions
                 .get_or_create(&ResultLabel { result: "aborted" })
