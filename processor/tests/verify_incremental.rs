@@ -146,3 +146,60 @@ async fn the_checkpoint_option_writes_and_resumes() {
     assert_eq!(json["chained"], 30, "{json:#}");
     assert_eq!(json["input_records"], 30, "{json:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn input_deleted_by_retention_is_trimmed_not_extra() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::TopicPartitionList;
+
+    let fx = common::Fixture::new(2, false).await;
+    let first_batch = fx.produce(&fx.spec(200, 5, 0)).await.records.len();
+    process_all(&fx, "retention-1").await;
+    let first = verify(&fx, None);
+    common::assert_verified(&first);
+    let checkpoint = Checkpoint::of(&fx.config("auditor"), None, &first.states);
+    let second_batch = fx.produce(&fx.spec(100, 5, 0)).await.records.len();
+    process_all(&fx, "retention-2").await;
+
+    // Retention (here DeleteRecords) removes the input up to a little past
+    // where the checkpoint resumes reading it.
+    let input = fx.config("auditor").topics.input;
+    let mut below = TopicPartitionList::new();
+    for (p, state) in &checkpoint.partitions {
+        below
+            .add_partition_offset(&input, *p, rdkafka::Offset::Offset(state.next.input + 10))
+            .expect("offset");
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        common::client_config().create().expect("admin client");
+    let deleted = admin
+        .delete_records(&below, &AdminOptions::new())
+        .await
+        .expect("delete records");
+    assert!(
+        deleted.elements().iter().all(|e| e.error().is_ok()),
+        "{deleted:?}"
+    );
+
+    // Every output record is checked; those whose input is gone are counted,
+    // not reported as records no input has.
+    let whole = verify(&fx, None);
+    common::assert_verified(&whole);
+    let trimmed = whole.input_trimmed.expect("input compared");
+    assert!(trimmed > first_batch, "{trimmed}");
+    assert_eq!(
+        whole.input_records.expect("input compared") + trimmed,
+        first_batch + second_batch
+    );
+    // The checkpoint's input position is gone too: the resumed run reads
+    // what is left of the input.
+    let resumed = verify(&fx, Some(checkpoint));
+    common::assert_verified(&resumed);
+    let trimmed = resumed.input_trimmed.expect("input compared");
+    assert!(trimmed > 0);
+    assert_eq!(
+        resumed.input_records.expect("input compared") + trimmed,
+        second_batch
+    );
+}

@@ -138,6 +138,11 @@ fn print_text(report: &auditchain::verify::Report, resumed: bool, saved: Option<
     if let Some(n) = report.pending.filter(|n| *n > 0) {
         println!("  input records not processed yet (past the group's committed offsets): {n}");
     }
+    if let Some(n) = report.input_trimmed.filter(|n| *n > 0) {
+        println!(
+            "  output records whose input retention has deleted: {n} (checked in every way but completeness)"
+        );
+    }
     if let Some(path) = &saved {
         println!("  checkpoint written: {path}");
     }

@@ -239,6 +239,11 @@ pub struct Scope<'a> {
     /// The input's end when reading started: output records at or past it
     /// are for input this run did not read.
     pub input_end: u64,
+    /// The input's log start offset when reading started: retention has
+    /// deleted the input below it, so output records for those offsets are
+    /// checked (chains, anchors, signatures) but cannot be joined to their
+    /// input (counted as trimmed, not reported as extra).
+    pub input_start: u64,
     /// Report the partition's state at its last anchor (for a checkpoint).
     pub keep_state: bool,
 }
@@ -250,6 +255,7 @@ impl Default for Scope<'_> {
             offsets: None,
             processed: u64::MAX,
             input_end: u64::MAX,
+            input_start: 0,
             keep_state: false,
         }
     }
@@ -326,6 +332,7 @@ pub struct PartitionCheck<'a> {
     /// An anchor was checked that this run cannot vouch for.
     unvouched: bool,
     pending: usize,
+    input_trimmed: usize,
     chained: usize,
     quarantined: usize,
     by_reason: BTreeMap<&'static str, usize>,
@@ -365,6 +372,7 @@ impl<'a> PartitionCheck<'a> {
             marked: None,
             unvouched: false,
             pending: 0,
+            input_trimmed: 0,
             chained: 0,
             quarantined: 0,
             by_reason: BTreeMap::new(),
@@ -825,6 +833,13 @@ impl<'a> PartitionCheck<'a> {
             if self.last_joined.is_some_and(|j| o <= j) || o >= self.scope.input_end {
                 continue;
             }
+            if o < self.scope.input_start {
+                if self.in_scope(o) {
+                    self.input_trimmed += 1;
+                }
+                self.last_joined = Some(o);
+                continue;
+            }
             loop {
                 match input.peek()? {
                     Some(i) if i < o => {
@@ -947,6 +962,7 @@ impl<'a> PartitionCheck<'a> {
             problems: self.problems.into_iter().flatten().collect(),
             omitted: self.omitted,
             pending: checked_input.then_some(self.pending),
+            input_trimmed: checked_input.then_some(self.input_trimmed),
             states: state
                 .map(|st| BTreeMap::from([(self.partition as i32, st)]))
                 .unwrap_or_default(),

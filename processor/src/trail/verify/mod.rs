@@ -136,6 +136,10 @@ pub struct Report {
     /// Input records not processed yet (at or past the processor's
     /// committed offset), when the input was compared.
     pub pending: Option<usize>,
+    /// Output records whose input record retention has deleted (below the
+    /// input's log start offset), when the input was compared: checked in
+    /// every way but completeness.
+    pub input_trimmed: Option<usize>,
     /// Each partition's state at its last anchor checked, when asked for
     /// ([`Options::checkpoint`]): the next checkpoint.
     pub states: BTreeMap<i32, PartitionState>,
@@ -166,6 +170,10 @@ impl Report {
             (None, None) => None,
             (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
         };
+        self.input_trimmed = match (self.input_trimmed, other.input_trimmed) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
         self.states.extend(other.states);
     }
 
@@ -187,6 +195,7 @@ impl Report {
             })).collect::<Vec<_>>(),
             "problems_omitted": self.omitted,
             "pending_input_records": self.pending,
+            "input_trimmed_records": self.input_trimmed,
         })
     }
 
@@ -510,13 +519,21 @@ pub fn verify(
             } else {
                 u64::MAX
             },
+            input_start: if check_input {
+                span(&input_ends, p).0.max(0) as u64
+            } else {
+                0
+            },
             // A checkpoint vouches for everything before it: only a run
             // that checked everything may write one.
             keep_state: options.checkpoint && check_input && options.offsets.is_none(),
         };
         let next = resumed(p).map(|s| s.next);
         let input = if check_input {
-            let reader = open(&t.input, &input_ends, p, next.map(|n| n.input))?;
+            // Retention may have deleted input since the checkpoint: read
+            // what is left (the records before it count as trimmed).
+            let start = next.map(|n| from(&input_ends, p, Some(n.input)).0);
+            let reader = open(&t.input, &input_ends, p, start)?;
             Some(Box::new(InputReader(reader, None)) as Box<dyn InputOffsets>)
         } else {
             None
@@ -1218,6 +1235,30 @@ mod tests {
         };
         let r = run_scoped(&b, scope, None, Some(all_input(&b)));
         assert!(lost_at(&r, 202), "{:?}", r.problems);
+    }
+
+    #[test]
+    fn output_for_input_retention_deleted_is_trimmed_not_extra_and_losses_after_it_count() {
+        let b = trail_losing(202);
+        // Retention deleted the input below 150: the reader starts there.
+        let kept: Vec<u64> = all_input(&b).into_iter().filter(|o| *o >= 150).collect();
+        let trimmed = Scope {
+            input_start: 150,
+            ..Scope::default()
+        };
+        let r = run_scoped(&b, trimmed, None, Some(kept.clone()));
+        let extra = r.problems.iter().filter(|p| p.kind == Kind::Extra).count();
+        assert_eq!(extra, 0, "{:?}", r.problems);
+        assert_eq!(r.input_trimmed, Some(150));
+        assert!(lost_at(&r, 202), "{:?}", r.problems);
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        // Without knowing where the input starts, the same output looks
+        // like records no input has.
+        let r = run_scoped(&b, Scope::default(), None, Some(kept));
+        assert_eq!(
+            r.problems.iter().filter(|p| p.kind == Kind::Extra).count(),
+            150
+        );
     }
 
     #[test]
