@@ -444,6 +444,22 @@ impl<'a> PartitionCheck<'a> {
         );
     }
 
+    /// An output record of `topic` at `offset` for source offset `source`
+    /// that stands before records of a lower source offset: the processor
+    /// writes a partition's records in source order, so it was put there
+    /// by something else (or a copy is out of place). Left out of the
+    /// chains and anchors it would otherwise hold up.
+    pub fn out_of_order(&mut self, topic: &str, partition: i32, offset: i64, source: u64) {
+        self.problem(
+            Kind::Extra,
+            format!("{topic}/{partition}@{offset}"),
+            format!(
+                "output record for source offset {source} stands before records of lower source \
+                 offsets (the processor writes them in source order): not written by it"
+            ),
+        );
+    }
+
     /// Whether a record names this check's partition; reports it if not.
     fn placed(&mut self, what: &str, topic: &str, partition: u32, offset: u64) -> bool {
         if topic == self.topic && partition == self.partition {

@@ -1133,6 +1133,17 @@ mod tests {
         state: Option<&PartitionState>,
         input: Option<Vec<u64>>,
     ) -> Report {
+        run_chunked(b, scope, state, input, CHUNK)
+    }
+
+    /// [`run_scoped`] reading the record streams `chunk` records at a time.
+    fn run_chunked(
+        b: &Built,
+        scope: Scope<'_>,
+        state: Option<&PartitionState>,
+        input: Option<Vec<u64>>,
+        chunk: usize,
+    ) -> Report {
         let next = state.map(|s| s.next);
         let input = input.map(|v| {
             let from = next.map_or(0, |n| n.input as u64);
@@ -1184,12 +1195,12 @@ mod tests {
                 ANCHOR_CHUNK,
                 VecSource(items(anchors)),
             ),
-            chained: Stream::new("chained", 0, c0 as i64, CHUNK, VecSource(items(chained))),
+            chained: Stream::new("chained", 0, c0 as i64, chunk, VecSource(items(chained))),
             quarantined: Stream::new(
                 "quarantine",
                 0,
                 q0 as i64,
-                CHUNK,
+                chunk,
                 VecSource(items(quarantined)),
             ),
         };
@@ -1349,6 +1360,26 @@ mod tests {
             r.problems
         );
         assert_eq!(r.problems[1].place, format!("in/0@{}", 1u64 << 40));
+    }
+
+    #[test]
+    fn a_record_forged_with_a_far_source_offset_holds_nothing_back() {
+        for (at, chunk, forgeries) in [(50, CHUNK, 1), (15, 16, 1), (16, 16, 1), (40, CHUNK, 2)] {
+            let mut b = long_trail(1_000, 5, 100, 7);
+            for n in 0..forgeries {
+                let mut forged = b.trail.chained[at].clone();
+                forged.source_offset = (1 << 50) + n;
+                b.trail.chained.insert(at, forged);
+            }
+            let r = run_chunked(&b, Scope::default(), None, Some(all_input(&b)), chunk);
+            let what = format!("at {at}, chunk {chunk}: {:?}", r.problems);
+            assert_eq!(r.problems.len(), forgeries as usize, "{what}");
+            for (n, p) in r.problems.iter().enumerate() {
+                assert_eq!(p.kind, Kind::Extra, "{what}");
+                assert!(p.what.contains("stands before"), "{what}");
+                assert_eq!(p.place, format!("chained/0@{}", at + n), "{what}");
+            }
+        }
     }
 
     #[test]

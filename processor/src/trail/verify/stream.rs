@@ -172,6 +172,8 @@ pub struct Stream<T, S> {
     /// The output offset after the last record handed over: where a
     /// later run resumes.
     next_offset: i64,
+    /// The source offset of the last record `take_through` handed over.
+    last_source: Option<u64>,
 }
 
 impl<T, S: Source<T>> Stream<T, S> {
@@ -187,6 +189,7 @@ impl<T, S: Source<T>> Stream<T, S> {
             chunk_size,
             done: false,
             next_offset: start,
+            last_source: None,
         }
     }
 
@@ -231,7 +234,10 @@ impl<T, S: Source<T>> Stream<T, S> {
 
 impl<T: SourceOffset, S: Source<T>> Stream<T, S> {
     /// Hands every record at the front with a source offset up to `bound`
-    /// to `f`; returns how many records it took.
+    /// to `f`; returns how many records it took. A record past `bound`
+    /// that stands before one within it is out of order (reported and left
+    /// out): otherwise a single forged record with a large source offset
+    /// would hold every later anchor's records back.
     fn take_through(
         &mut self,
         bound: u64,
@@ -240,14 +246,26 @@ impl<T: SourceOffset, S: Source<T>> Stream<T, S> {
     ) -> Result<u64> {
         let mut taken = 0;
         while self.fill()? {
-            match self.buffer.front() {
-                Some(Item::Record(_, t)) if t.source_offset() > bound => break,
-                _ => {}
+            let past = match self.buffer.front() {
+                Some(Item::Record(o, t)) if t.source_offset() > bound => {
+                    Some((*o, t.source_offset()))
+                }
+                _ => None,
+            };
+            if let Some((o, source)) = past {
+                if !self.front_out_of_order(bound)? {
+                    break;
+                }
+                self.buffer.pop_front();
+                self.handed_over(o);
+                check.out_of_order(&self.topic, self.partition, o, source);
+                continue;
             }
             taken += 1;
             match self.buffer.pop_front() {
                 Some(Item::Record(o, t)) => {
                     self.handed_over(o);
+                    self.last_source = Some(t.source_offset());
                     f(check, t)
                 }
                 Some(Item::Undecodable(o, e)) => {
@@ -258,6 +276,27 @@ impl<T: SourceOffset, S: Source<T>> Stream<T, S> {
             }
         }
         Ok(taken)
+    }
+
+    /// Whether the front record (past `bound`) is out of order: the next
+    /// buffered record within `bound` continues the source offsets handed
+    /// over so far, so the front one interrupts them. Looks one chunk
+    /// further when the front record is all there is. In a sound trail no
+    /// record within `bound` follows: the front one opens the next anchor's
+    /// range. (A lone record with a *lower* offset later on, a copy out of
+    /// place, does not continue the sequence; it is taken in its turn and
+    /// the chain and completeness checks report it.)
+    fn front_out_of_order(&mut self, bound: u64) -> Result<bool> {
+        if self.buffer.len() == 1 && !self.done {
+            self.source.next_chunk(self.chunk_size, &mut self.chunk)?;
+            self.done = self.chunk.is_empty();
+            self.buffer.extend(self.chunk.drain(..));
+        }
+        let next_within = self.buffer.iter().skip(1).find_map(|i| match i {
+            Item::Record(_, t) if t.source_offset() <= bound => Some(t.source_offset()),
+            _ => None,
+        });
+        Ok(next_within.is_some_and(|n| self.last_source.is_none_or(|last| n > last)))
     }
 
     /// The largest source offset buffered (after filling), `None` when the
