@@ -53,7 +53,8 @@ fn text(lines: &[Line]) -> String {
 }
 
 fn checked(fx: &common::Fixture, lines: &[Line]) -> BundleReport {
-    check_bundle(text(lines).as_bytes(), &processor_keys(fx), None).expect("check runs")
+    let text = text(lines);
+    check_bundle(|| Ok(text.as_bytes()), &processor_keys(fx), None).expect("check runs")
 }
 
 fn assert_rejected(fx: &common::Fixture, lines: &[Line], why: &str) {
@@ -203,8 +204,10 @@ fn tampered(fx: &common::Fixture, lines: &[Line]) {
     }
     assert_rejected(fx, &l, "producer signature does not verify");
     let set = auditchain::keys::KeySet::load(&fx.path("producers.toml")).expect("keys");
-    let report =
-        check_bundle(text(&l).as_bytes(), &processor_keys(fx), Some(&set)).expect("check runs");
+    let report = {
+        let text = text(&l);
+        check_bundle(|| Ok(text.as_bytes()), &processor_keys(fx), Some(&set)).expect("check runs")
+    };
     assert!(report.ok(), "{:#?}", report.problems);
 }
 

@@ -85,10 +85,16 @@ pub fn check(args: CheckBundleArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(auditchain::keys::KeySet::load)
         .transpose()?;
-    let file = std::fs::File::open(&args.bundle)
-        .with_context(|| format!("opening {}", args.bundle.display()))?;
-    let report =
-        auditchain::bundle::check_bundle(std::io::BufReader::new(file), &keys, producer.as_ref())?;
+    // Opened once more for the keys it carries when no key set is given.
+    let open = || {
+        std::fs::File::open(&args.bundle)
+            .map(std::io::BufReader::new)
+            .map_err(|e| auditchain::Error::Io {
+                path: args.bundle.clone(),
+                source: e,
+            })
+    };
+    let report = auditchain::bundle::check_bundle(open, &keys, producer.as_ref())?;
     for (partition, (first, last)) in &report.chains {
         println!(
             "check-bundle: `{}` partition {partition}: seqs {first}..={last}",

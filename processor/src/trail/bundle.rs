@@ -24,11 +24,13 @@ use std::io::{BufRead, Write};
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use crate::chain::{self, Hash, ZERO};
+use crate::chain::{self, Anchor, Hash, ZERO};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::keys::KeySet;
-use crate::prove::{check_proof, unhex32, Proof, ProofAnchor, ProvenRecord, PROOF_VERSION};
+use crate::prove::{
+    check_anchor, check_inclusion, unhex32, Proof, ProofAnchor, ProvenRecord, PROOF_VERSION,
+};
 use crate::records::{AnchorBatch, ChainedRecord, QuarantineRecord};
 use crate::verify::{read, PartitionReader};
 
@@ -375,8 +377,13 @@ struct Followed {
 /// the chain is unbroken from the first record to the last, and each
 /// anchor's head for the tenant is the last of its records in the bundle —
 /// so no record of the range is left out.
-pub fn check_bundle(
-    bundle: impl BufRead,
+///
+/// The bundle is read line by line, holding one anchor at a time: a
+/// tenant's bundle can be as large as its trail. `open` gives the bundle
+/// from its start; without `producer_keys` it is read twice, first for the
+/// keys it carries (written after the records).
+pub fn check_bundle<R: BufRead>(
+    open: impl Fn() -> Result<R>,
     processor_keys: &HashMap<String, VerifyingKey>,
     producer_keys: Option<&KeySet>,
 ) -> Result<BundleReport> {
@@ -384,14 +391,22 @@ pub fn check_bundle(
         producer_keys_given: producer_keys.is_some(),
         ..BundleReport::default()
     };
-    let lines = read_lines(bundle)?;
+    let carried = match producer_keys {
+        Some(_) => HashMap::new(),
+        None => carried_keys(open()?, &mut report)?,
+    };
+    let key = |id: &str| match producer_keys {
+        Some(set) => set.get(id).map(|k| k.public_key),
+        None => carried.get(id).copied(),
+    };
+    let mut lines = read_lines(open()?);
     let Some(Line::Header {
         format,
         tenant_id,
         source_topic,
         from_seq,
         to_seq,
-    }) = lines.first().cloned()
+    }) = lines.next().transpose()?
     else {
         return Err(Error::Bundle(
             "the bundle does not start with its header".into(),
@@ -403,52 +418,66 @@ pub fn check_bundle(
         )));
     }
     report.tenant_id = tenant_id.clone();
-    let carried = carried_keys(&lines, &mut report);
-    let key = |id: &str| match producer_keys {
-        Some(set) => set.get(id).map(|k| k.public_key),
-        None => carried.get(id).copied(),
-    };
     let mut chains: HashMap<u32, Followed> = HashMap::new();
-    let mut anchor: Option<ProofAnchor> = None;
-    for line in &lines[1..] {
-        match line {
+    let mut anchor: Option<(ProofAnchor, Option<Anchor>)> = None;
+    for line in lines {
+        match line? {
             Line::Anchor(a) => {
-                close_anchor(&anchor, &tenant_id, to_seq, &chains, &mut report);
+                close_anchor(
+                    anchor.as_ref().map(|(a, _)| a),
+                    &tenant_id,
+                    to_seq,
+                    &chains,
+                    &mut report,
+                );
                 report.anchors += 1;
-                anchor = Some(a.clone());
+                let (parsed, problems) = check_anchor(&a, processor_keys);
+                report.problems.extend(problems.into_iter().map(|p| {
+                    format!(
+                        "anchor {}/{} #{}: {p}",
+                        a.source_topic, a.source_partition, a.anchor_seq
+                    )
+                }));
+                anchor = Some((a, parsed));
             }
             Line::Record(r) => {
                 report.records += 1;
-                let Some(a) = &anchor else {
+                let Some((a, parsed)) = &anchor else {
                     report.problems.push(format!(
                         "record {}@{} comes before any anchor",
                         r.source_partition, r.source_offset
                     ));
                     continue;
                 };
-                check_record(
-                    r,
-                    a,
-                    &tenant_id,
-                    &source_topic,
-                    processor_keys,
-                    &key,
-                    &mut report,
-                );
-                follow(r, from_seq, &mut chains, &mut report);
+                // An anchor whose fields do not parse was reported once.
+                if let Some(parsed) = parsed {
+                    let proven = Checked {
+                        signed: a,
+                        anchor: parsed,
+                    };
+                    check_record(&r, &proven, &tenant_id, &source_topic, &key, &mut report);
+                }
+                follow(&r, from_seq, &mut chains, &mut report);
             }
             Line::Header { .. } => report.problems.push("a second header".into()),
             Line::ProducerKeys { .. } => {}
         }
     }
-    close_anchor(&anchor, &tenant_id, to_seq, &chains, &mut report);
+    close_anchor(
+        anchor.as_ref().map(|(a, _)| a),
+        &tenant_id,
+        to_seq,
+        &chains,
+        &mut report,
+    );
     if report.records == 0 {
         report.problems.push("the bundle holds no records".into());
     }
     Ok(report)
 }
 
-fn read_lines(bundle: impl BufRead) -> Result<Vec<Line>> {
+/// The bundle's lines, parsed one at a time (blank lines skipped).
+fn read_lines(bundle: impl BufRead) -> impl Iterator<Item = Result<Line>> {
     bundle
         .lines()
         .enumerate()
@@ -457,36 +486,51 @@ fn read_lines(bundle: impl BufRead) -> Result<Vec<Line>> {
             let l = l.map_err(|e| Error::Bundle(format!("reading: {e}")))?;
             serde_json::from_str(&l).map_err(|e| Error::Bundle(format!("line {}: {e}", i + 1)))
         })
-        .collect()
 }
 
-fn carried_keys(lines: &[Line], report: &mut BundleReport) -> HashMap<String, VerifyingKey> {
+/// The producer keys the bundle carries. Only their lines are parsed here;
+/// the second pass parses (and reports) every line.
+fn carried_keys(
+    bundle: impl BufRead,
+    report: &mut BundleReport,
+) -> Result<HashMap<String, VerifyingKey>> {
     let mut keys = HashMap::new();
-    for line in lines {
-        if let Line::ProducerKeys { keys: list } = line {
-            for k in list {
-                match crate::keys::parse_verifying_key(&k.public_key) {
-                    Ok(v) => {
-                        keys.insert(k.key_id.clone(), v);
-                    }
-                    Err(e) => report
-                        .problems
-                        .push(format!("producer key `{}`: {e}", k.key_id)),
+    for line in bundle.lines() {
+        let line = line.map_err(|e| Error::Bundle(format!("reading: {e}")))?;
+        if !line.contains("\"producer_keys\"") {
+            continue;
+        }
+        let Ok(Line::ProducerKeys { keys: list }) = serde_json::from_str(&line) else {
+            continue;
+        };
+        for k in list {
+            match crate::keys::parse_verifying_key(&k.public_key) {
+                Ok(v) => {
+                    keys.insert(k.key_id.clone(), v);
                 }
+                Err(e) => report
+                    .problems
+                    .push(format!("producer key `{}`: {e}", k.key_id)),
             }
         }
     }
-    keys
+    Ok(keys)
 }
 
-/// The checks of one record against its anchor: through a proof, as
-/// `check-proof` makes them.
+/// An anchor line and its fields, checked once when the line was read.
+struct Checked<'a> {
+    signed: &'a ProofAnchor,
+    anchor: &'a Anchor,
+}
+
+/// The checks of one record against its anchor (checked already): the
+/// inclusion checks of a proof, as `check-proof` makes them, and the
+/// producer's signature.
 fn check_record(
     r: &BundleRecord,
-    anchor: &ProofAnchor,
+    anchor: &Checked<'_>,
     tenant_id: &str,
     source_topic: &str,
-    processor_keys: &HashMap<String, VerifyingKey>,
     key: &dyn Fn(&str) -> Option<VerifyingKey>,
     report: &mut BundleReport,
 ) {
@@ -494,10 +538,10 @@ fn check_record(
         "record {}@{} (seq {})",
         r.source_partition, r.source_offset, r.seq
     );
-    if r.anchor_seq != anchor.anchor_seq {
+    if r.anchor_seq != anchor.signed.anchor_seq {
         report.problems.push(format!(
             "{place}: names anchor {} but follows anchor {}",
-            r.anchor_seq, anchor.anchor_seq
+            r.anchor_seq, anchor.signed.anchor_seq
         ));
     }
     let proof = Proof {
@@ -515,11 +559,11 @@ fn check_record(
             producer_sig: r.producer_sig.clone(),
         },
         leaf_index: r.leaf_index,
-        tree_size: anchor.chained_count + anchor.quarantined_count,
+        tree_size: anchor.signed.chained_count + anchor.signed.quarantined_count,
         audit_path: r.audit_path.clone(),
-        anchor: anchor.clone(),
+        anchor: anchor.signed.clone(),
     };
-    for p in check_proof(&proof, processor_keys, None) {
+    for p in check_inclusion(&proof, anchor.anchor, None) {
         report.problems.push(format!("{place}: {p}"));
     }
     let signed = match (
@@ -598,7 +642,7 @@ fn follow(
 /// At the end of an anchor's records: its head for the tenant must be the
 /// last record the bundle gave for that partition.
 fn close_anchor(
-    anchor: &Option<ProofAnchor>,
+    anchor: Option<&ProofAnchor>,
     tenant_id: &str,
     to_seq: Option<u64>,
     chains: &HashMap<u32, Followed>,

@@ -376,20 +376,68 @@ pub fn check_proof(
     processor_keys: &HashMap<String, VerifyingKey>,
     producer_keys: Option<&KeySet>,
 ) -> Vec<String> {
-    let mut problems = Vec::new();
     if proof.version != PROOF_VERSION {
-        problems.push(format!("unknown proof version {}", proof.version));
-        return problems;
+        return vec![format!("unknown proof version {}", proof.version)];
     }
+    let (anchor, mut problems) = check_anchor(&proof.anchor, processor_keys);
+    if let Some(anchor) = anchor {
+        problems.extend(check_inclusion(proof, &anchor, producer_keys));
+    }
+    problems
+}
+
+/// The checks of an anchor on its own: its fields parse, its `anchor_hash`
+/// recomputes from them, and its signature verifies under the processor
+/// key it names. Returns the anchor when its fields parse (the inclusion of
+/// records is checked against it with [`check_inclusion`]), and what is
+/// wrong.
+pub fn check_anchor(
+    signed: &ProofAnchor,
+    processor_keys: &HashMap<String, VerifyingKey>,
+) -> (Option<Anchor>, Vec<String>) {
+    let mut problems = Vec::new();
+    let anchor = match signed.to_anchor() {
+        Ok(a) => a,
+        Err(e) => return (None, vec![e]),
+    };
+    let msg = anchor.message();
+    if unhex32("anchor.anchor_hash", &signed.anchor_hash).ok() != Some(chain::hash::h(&msg)) {
+        problems.push("anchor_hash does not recompute from the anchor's fields".into());
+    }
+    match (
+        processor_keys.get(&anchor.signer_key_id),
+        unhex("anchor.signature", &signed.signature),
+    ) {
+        (None, _) => problems.push(format!(
+            "no public key for processor key `{}`",
+            anchor.signer_key_id
+        )),
+        (_, Err(e)) => problems.push(e),
+        (Some(key), Ok(sig)) => {
+            if !chain::verify_strict(key, &msg, &sig) {
+                problems.push(format!(
+                    "the anchor signature does not verify under `{}`",
+                    anchor.signer_key_id
+                ));
+            }
+        }
+    }
+    (Some(anchor), problems)
+}
+
+/// The checks that put a proof's record in `anchor` (checked on its own
+/// with [`check_anchor`]): the record's leaf recomputes (and its producer
+/// signature verifies, when `producer_keys` are given), it is of the
+/// anchor's source partition and range, and its audit path leads to the
+/// anchor's Merkle root.
+pub fn check_inclusion(
+    proof: &Proof,
+    anchor: &Anchor,
+    producer_keys: Option<&KeySet>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
     let leaf = match leaf_of(proof, producer_keys, &mut problems) {
         Ok(l) => l,
-        Err(e) => {
-            problems.push(e);
-            return problems;
-        }
-    };
-    let anchor = match proof.anchor.to_anchor() {
-        Ok(a) => a,
         Err(e) => {
             problems.push(e);
             return problems;
@@ -427,28 +475,6 @@ pub fn check_proof(
             }
         }
         Err(e) => problems.push(e),
-    }
-    let msg = anchor.message();
-    if unhex32("anchor.anchor_hash", &proof.anchor.anchor_hash).ok() != Some(chain::hash::h(&msg)) {
-        problems.push("anchor_hash does not recompute from the anchor's fields".into());
-    }
-    match (
-        processor_keys.get(&anchor.signer_key_id),
-        unhex("anchor.signature", &proof.anchor.signature),
-    ) {
-        (None, _) => problems.push(format!(
-            "no public key for processor key `{}`",
-            anchor.signer_key_id
-        )),
-        (_, Err(e)) => problems.push(e),
-        (Some(key), Ok(sig)) => {
-            if !chain::verify_strict(key, &msg, &sig) {
-                problems.push(format!(
-                    "the anchor signature does not verify under `{}`",
-                    anchor.signer_key_id
-                ));
-            }
-        }
     }
     problems
 }
