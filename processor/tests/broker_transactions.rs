@@ -54,7 +54,7 @@ async fn read_committed_sees_only_the_committed_transaction() {
     producer.abort_transaction(t).expect("abort");
 
     let payloads = |isolation: &str| {
-        let mut v: Vec<String> = common::read_to_end(&topic, 2, isolation, Duration::from_secs(60))
+        let mut v: Vec<String> = common::read_to_end(&topic, 2, isolation)
             .iter()
             .map(|m| String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned())
             .collect();
@@ -121,10 +121,9 @@ async fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
         "{err}"
     );
 
-    let seen: Vec<String> =
-        common::read_to_end(&topic, 1, "read_committed", Duration::from_secs(60))
-            .iter()
-            .map(|m| String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned())
-            .collect();
+    let seen: Vec<String> = common::read_to_end(&topic, 1, "read_committed")
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned())
+        .collect();
     assert_eq!(seen, vec!["from-successor"]);
 }

@@ -76,7 +76,7 @@ async fn avro_round_trip_through_registry_and_kafka() {
         .map_err(|(e, _)| e)
         .expect("send");
     producer.flush(Duration::from_secs(30)).expect("flush");
-    let read = common::read_to_end(&topic, 1, "read_committed", Duration::from_secs(60));
+    let read = common::read_to_end(&topic, 1, "read_committed");
     assert_eq!(read.len(), 1);
     let value = read[0].payload().expect("payload");
     assert_eq!(value, &bytes[..]);

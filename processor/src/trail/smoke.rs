@@ -14,12 +14,12 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::TopicPartitionList;
 
 use crate::error::{Error, Result};
 use crate::kafka::QuietContext;
 use crate::registry::Registry;
 use crate::schema::{split_frame, AuditEvent, EventDecoder, Outcome, AUDIT_EVENT_AVSC};
+use crate::verify::{Isolation, PartitionReader};
 
 /// What the smoke test saw.
 #[derive(Debug, Clone)]
@@ -111,8 +111,8 @@ pub async fn run(bootstrap: &str, registry_url: Option<&str>) -> Result<SmokeRep
             &committed_values,
             &aborted_values,
         )?;
-        let committed = read_to_end(&bootstrap_owned, &topic_owned, "read_committed")?;
-        let uncommitted = read_to_end(&bootstrap_owned, &topic_owned, "read_uncommitted")?;
+        let committed = read_to_end(&bootstrap_owned, &topic_owned, Isolation::Committed)?;
+        let uncommitted = read_to_end(&bootstrap_owned, &topic_owned, Isolation::Uncommitted)?;
         Ok::<_, Error>((committed, uncommitted))
     })
     .await
@@ -203,33 +203,21 @@ fn send_retrying<'a>(
     }
 }
 
-/// Reads partition 0 of `topic` from the beginning to its end (for
-/// `read_committed`, the last stable offset), returning the values.
-pub fn read_to_end(bootstrap: &str, topic: &str, isolation: &str) -> Result<Vec<Vec<u8>>> {
-    let consumer: BaseConsumer<QuietContext> = client(bootstrap)
-        .set("group.id", format!("{topic}-{isolation}"))
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true")
-        .set("enable.auto.commit", "false")
+/// Reads partition 0 of `topic` from the beginning to its end (its high
+/// watermark; both transactions have ended, so for `read_committed` that is
+/// the last stable offset too), returning the values.
+pub fn read_to_end(bootstrap: &str, topic: &str, isolation: Isolation) -> Result<Vec<Vec<u8>>> {
+    let probe: BaseConsumer<QuietContext> = client(bootstrap)
         .create_with_context(QuietContext)
         .map_err(|e| Error::kafka("creating a consumer", e))?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
-        .map_err(|e| Error::kafka("building the assignment", e))?;
-    consumer
-        .assign(&tpl)
-        .map_err(|e| Error::kafka("assigning the partition", e))?;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let ends = probe
+        .fetch_watermarks(topic, 0, Duration::from_secs(30))
+        .map_err(|e| Error::kafka(format!("reading the watermarks of `{topic}`"), e))?;
+    let mut reader =
+        PartitionReader::with_client(client(bootstrap), isolation, topic, 0, ends, None)?;
     let mut values = Vec::new();
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(500)) {
-            None => {}
-            Some(Ok(m)) => values.push(m.payload().unwrap_or_default().to_vec()),
-            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(values),
-            Some(Err(e)) => return Err(Error::kafka(format!("reading `{topic}`"), e)),
-        }
+    while let Some(m) = reader.next_record()? {
+        values.push(m.payload().unwrap_or_default().to_vec());
     }
-    Err(Error::Timeout(format!(
-        "reading `{topic}` ({isolation}) did not reach the end within 60 s"
-    )))
+    Ok(values)
 }

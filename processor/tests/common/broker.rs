@@ -7,9 +7,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::TopicPartitionList;
+use rdkafka::message::OwnedMessage;
+
+use auditchain::verify::{Isolation, PartitionReader};
 
 /// Broker bootstrap servers.
 pub fn bootstrap() -> String {
@@ -104,46 +104,29 @@ pub async fn create_topic_with(
     }
 }
 
-/// Reads every partition of `topic` from the beginning until librdkafka
-/// reports the end of each (for `read_committed`, the last stable offset).
-/// Panics if that takes longer than `limit`, which only a hung broker does.
-pub fn read_to_end(
-    topic: &str,
-    partitions: i32,
-    isolation: &str,
-    limit: Duration,
-) -> Vec<OwnedMessage> {
-    let consumer: BaseConsumer = client_config()
-        .set("group.id", random_group())
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
-            .expect("assignment");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let deadline = Instant::now() + limit;
-    let mut at_end = std::collections::HashSet::new();
+/// Every record of `topic`'s first `partitions` partitions, from the
+/// beginning to the high watermark each has now, with the isolation level
+/// given (`read_committed` or `read_uncommitted`): the library's reader.
+pub fn read_to_end(topic: &str, partitions: i32, isolation: &str) -> Vec<OwnedMessage> {
+    let isolation = match isolation {
+        "read_committed" => Isolation::Committed,
+        "read_uncommitted" => Isolation::Uncommitted,
+        other => panic!("no isolation level `{other}`"),
+    };
+    let probe: BaseConsumer = client_config().create().expect("consumer");
     let mut out = Vec::new();
-    while at_end.len() < partitions as usize {
-        assert!(
-            Instant::now() < deadline,
-            "reading {topic} did not reach the end in {limit:?}"
-        );
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Ok(m)) => {
-                at_end.remove(&m.partition());
-                out.push(m.detach());
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
+    for p in 0..partitions {
+        let ends = probe
+            .fetch_watermarks(topic, p, Duration::from_secs(30))
+            .expect("watermarks");
+        let mut reader =
+            PartitionReader::with_client(client_config(), isolation, topic, p, ends, None)
+                .expect("reader");
+        while let Some(m) = reader
+            .next_record()
+            .unwrap_or_else(|e| panic!("reading {topic}: {e}"))
+        {
+            out.push(m.detach());
         }
     }
     out

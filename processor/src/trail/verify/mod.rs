@@ -29,7 +29,7 @@ pub use check::{HeadState, PartitionState, Positions};
 use check::{InputOffsets, InputVec, Link, PartitionCheck, QuarantineLeaf, Scope};
 pub use read::{
     read_input_coords, read_input_partitions, read_partitions, read_topic, read_trail,
-    read_trail_partitions, topic_partitions, PartitionReader,
+    read_trail_partitions, topic_partitions, Isolation, PartitionReader,
 };
 use stream::{prefetch, Item, KafkaSource, Stream, Streams, VecSource, ANCHOR_CHUNK, CHUNK};
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -29,7 +29,30 @@ const PREFETCH_KBYTES: &str = "8192";
 /// How soon a reader whose prefetch queue was full fetches again.
 const FETCH_BACKOFF_MS: &str = "10";
 
-/// Reads one topic partition from its beginning to `end`, record by record.
+/// Which records a [`PartitionReader`] sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Committed records only (`read_committed`): the trail as consumers see it.
+    Committed,
+    /// Every record, aborted ones too (`read_uncommitted`).
+    Uncommitted,
+}
+
+impl Isolation {
+    /// librdkafka's `isolation.level`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::Committed => "read_committed",
+            Isolation::Uncommitted => "read_uncommitted",
+        }
+    }
+}
+
+/// Reads one topic partition from its beginning to `end`, record by record:
+/// the one reader of a topic partition to its end that verify, prove,
+/// replay, export, smoke and the tests share. (Restore reads all its state
+/// partitions with one consumer, against a deadline, and says which open
+/// transaction holds it back: `state::restore`.)
 pub struct PartitionReader {
     consumer: Option<BaseConsumer<QuietContext>>,
     topic: String,
@@ -52,7 +75,8 @@ impl std::fmt::Debug for PartitionReader {
 impl PartitionReader {
     /// A reader of `topic`/`partition` up to `ends` (its low and high
     /// watermarks from [`watermarks`]), from offset `from` when given (a
-    /// checkpoint's position), from the beginning otherwise.
+    /// checkpoint's position), from the beginning otherwise; it sees
+    /// committed records only.
     ///
     /// The end is the high watermark, not the LSO: right after a processor
     /// died its open transaction holds the LSO back until the coordinator
@@ -66,27 +90,45 @@ impl PartitionReader {
         ends: (i64, i64),
         from: Option<i64>,
     ) -> Result<Self> {
+        let client = base_client_config(config, "auditchain-verify");
+        Self::with_client(client, Isolation::Committed, topic, partition, ends, from)
+    }
+
+    /// [`PartitionReader::open`] with a client configuration of the
+    /// caller's (a bare bootstrap list, say) and either isolation level.
+    pub fn with_client(
+        mut client: ClientConfig,
+        isolation: Isolation,
+        topic: &str,
+        partition: i32,
+        ends: (i64, i64),
+        from: Option<i64>,
+    ) -> Result<Self> {
         let (low, high) = ends;
         let consumer = if high > from.unwrap_or(low).max(low) {
-            let consumer: BaseConsumer<QuietContext> =
-                base_client_config(config, "auditchain-verify")
-                    .set(
-                        "group.id",
-                        format!("auditchain-verify-{}", uuid::Uuid::new_v4().simple()),
-                    )
-                    .set("enable.auto.commit", "false")
-                    .set("isolation.level", "read_committed")
-                    .set("enable.partition.eof", "true")
-                    .set("queued.max.messages.kbytes", PREFETCH_KBYTES)
-                    // With the bound above the queue fills often; by default
-                    // librdkafka then waits a whole second before fetching
-                    // again, which left the reader idle most of the time.
-                    .set("fetch.queue.backoff.ms", FETCH_BACKOFF_MS)
-                    // A position retention has deleted is an error, not a
-                    // silent jump to the end.
-                    .set("auto.offset.reset", "error")
-                    .create_with_context(QuietContext)
-                    .map_err(|e| Error::kafka("creating a reader", e))?;
+            let consumer: BaseConsumer<QuietContext> = client
+                // The auditor's ACLs let it read under this prefix only.
+                .set(
+                    "group.id",
+                    format!(
+                        "{}{}",
+                        crate::acls::VERIFY_GROUP_PREFIX,
+                        uuid::Uuid::new_v4().simple()
+                    ),
+                )
+                .set("enable.auto.commit", "false")
+                .set("isolation.level", isolation.name())
+                .set("enable.partition.eof", "true")
+                .set("queued.max.messages.kbytes", PREFETCH_KBYTES)
+                // With the bound above the queue fills often; by default
+                // librdkafka then waits a whole second before fetching
+                // again, which left the reader idle most of the time.
+                .set("fetch.queue.backoff.ms", FETCH_BACKOFF_MS)
+                // A position retention has deleted is an error, not a
+                // silent jump to the end.
+                .set("auto.offset.reset", "error")
+                .create_with_context(QuietContext)
+                .map_err(|e| Error::kafka("creating a reader", e))?;
             let mut tpl = TopicPartitionList::new();
             let start = from.map_or(Offset::Beginning, Offset::Offset);
             tpl.add_partition_offset(topic, partition, start)
