@@ -420,16 +420,21 @@ pub fn check_bundle<R: BufRead>(
     report.tenant_id = tenant_id.clone();
     let mut chains: HashMap<u32, Followed> = HashMap::new();
     let mut anchor: Option<(ProofAnchor, Option<Anchor>)> = None;
-    for line in lines {
-        match line? {
-            Line::Anchor(a) => {
-                close_anchor(
-                    anchor.as_ref().map(|(a, _)| a),
-                    &tenant_id,
-                    to_seq,
-                    &chains,
-                    &mut report,
-                );
+    // The end of the bundle closes the last anchor as the next anchor line
+    // would.
+    for line in lines.map(Some).chain(std::iter::once(None)) {
+        let line = line.transpose()?;
+        if matches!(line, None | Some(Line::Anchor(_))) {
+            close_anchor(
+                anchor.as_ref().map(|(a, _)| a),
+                &tenant_id,
+                to_seq,
+                &chains,
+                &mut report,
+            );
+        }
+        match line {
+            Some(Line::Anchor(a)) => {
                 report.anchors += 1;
                 let (parsed, problems) = check_anchor(&a, processor_keys);
                 report.problems.extend(problems.into_iter().map(|p| {
@@ -440,7 +445,7 @@ pub fn check_bundle<R: BufRead>(
                 }));
                 anchor = Some((a, parsed));
             }
-            Line::Record(r) => {
+            Some(Line::Record(r)) => {
                 report.records += 1;
                 let Some((a, parsed)) = &anchor else {
                     report.problems.push(format!(
@@ -459,17 +464,10 @@ pub fn check_bundle<R: BufRead>(
                 }
                 follow(&r, from_seq, &mut chains, &mut report);
             }
-            Line::Header { .. } => report.problems.push("a second header".into()),
-            Line::ProducerKeys { .. } => {}
+            Some(Line::Header { .. }) => report.problems.push("a second header".into()),
+            Some(Line::ProducerKeys { .. }) | None => {}
         }
     }
-    close_anchor(
-        anchor.as_ref().map(|(a, _)| a),
-        &tenant_id,
-        to_seq,
-        &chains,
-        &mut report,
-    );
     if report.records == 0 {
         report.problems.push("the bundle holds no records".into());
     }
