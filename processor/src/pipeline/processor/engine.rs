@@ -344,11 +344,12 @@ impl Engine {
                 Err(e) => span.fail(e),
             }
         }
-        self.metrics
-            .restore_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics.restore_seconds.observe(seconds);
         match result {
-            Ok(_) => {
+            Ok(tenants) => {
+                // After the histogram: whoever sees the line sees the metric.
+                tracing::info!(?partitions, tenants, seconds, "partitions restored");
                 self.restore_parent = None;
                 self.metrics.set_restoring(false);
                 self.update_gauges();
@@ -392,7 +393,6 @@ impl Engine {
             // The consumer may already have fetched from the group's offset.
             self.rewind.insert(*p);
         }
-        tracing::info!(partitions = ?partitions, tenants, "partitions restored");
         Ok(tenants)
     }
 
