@@ -347,6 +347,14 @@ pub struct HttpConfig {
     /// `run` refuses to start without one. The token is never logged.
     #[serde(default)]
     pub admin_token_file: Option<PathBuf>,
+    /// `/healthz` answers 503 once the processing loop has not come round
+    /// for this long, so an orchestrator restarts a processor stuck in a
+    /// call that never returns (the loop otherwise turns every 200 ms; its
+    /// longest legitimate wait, a transaction call retried five times
+    /// against an unreachable coordinator, is about 11 minutes). At least
+    /// 1000; the default is 15 minutes.
+    #[serde(default = "default_liveness_timeout_ms")]
+    pub liveness_timeout_ms: u64,
 }
 
 fn default_group_id() -> String {
@@ -415,6 +423,9 @@ fn default_max_batch_records() -> usize {
 fn default_max_batch_bytes() -> usize {
     64 * 1024 * 1024
 }
+fn default_liveness_timeout_ms() -> u64 {
+    15 * 60 * 1000
+}
 fn default_fetch_stall_timeout_ms() -> u64 {
     60_000
 }
@@ -472,6 +483,7 @@ impl Default for HttpConfig {
         HttpConfig {
             bind: default_http_bind(),
             admin_token_file: None,
+            liveness_timeout_ms: default_liveness_timeout_ms(),
         }
     }
 }
@@ -611,6 +623,12 @@ impl Config {
         // An open transaction holds its records as lag until it commits,
         // and the lag is sampled every 5 s: a shorter limit would take a
         // quiet, open transaction for a stopped fetcher.
+        if self.http.liveness_timeout_ms < 1_000 {
+            return Err(Error::config(
+                "http.liveness_timeout_ms",
+                "must be at least 1000",
+            ));
+        }
         let least_stall = p.commit_interval_ms.saturating_add(10_000);
         if p.fetch_stall_timeout_ms != 0 && p.fetch_stall_timeout_ms < least_stall {
             return Err(Error::config(

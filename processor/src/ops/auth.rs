@@ -167,6 +167,7 @@ mod tests {
         HttpConfig {
             bind: bind.parse().expect("address"),
             admin_token_file: file.map(Path::to_path_buf),
+            ..HttpConfig::default()
         }
     }
 

@@ -79,6 +79,7 @@ pub struct Faults {
     planned: Mutex<Vec<Planned>>,
     fired: Mutex<Vec<Fired>>,
     fetcher_stop: AtomicBool,
+    loop_block: Mutex<Option<std::time::Duration>>,
 }
 
 impl Faults {
@@ -111,6 +112,26 @@ impl Faults {
     /// when librdkafka leaves a fetcher unstarted (librdkafka#5586).
     pub fn stop_fetching(&self) {
         self.fetcher_stop.store(true, Ordering::SeqCst);
+    }
+
+    /// At its next look for a stopped fetcher (within a second) the
+    /// processing loop blocks for `time`, as in a call that does not
+    /// return: what `http.liveness_timeout_ms` is for.
+    pub fn block_loop(&self, time: std::time::Duration) {
+        *self.loop_block.lock().unwrap_or_else(|p| p.into_inner()) = Some(time);
+    }
+
+    /// Consumes a planned block of the loop, if one is planned.
+    pub(crate) fn take_loop_block(&self) -> Option<std::time::Duration> {
+        let planned = self
+            .loop_block
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(time) = planned {
+            tracing::warn!(?time, "injected fault: the processing loop blocks");
+        }
+        planned
     }
 
     /// Whether a planned fetcher stop has not been applied yet.

@@ -144,6 +144,15 @@ pub struct Metrics {
     pub pause_requested: AtomicBool,
     restoring: AtomicBool,
     producer_ready: AtomicBool,
+    /// Seconds the processing loop has not come round (0 while it turns
+    /// or no session runs), as of the last lag sample.
+    pub loop_stuck_seconds: Gauge<f64, AtomicU64>,
+    created: Instant,
+    /// When the processing loop last came round, in milliseconds since
+    /// `created` (0: no session loop runs).
+    loop_turned_ms: AtomicU64,
+    /// `http.liveness_timeout_ms` (0: not set, never unhealthy).
+    liveness_ms: AtomicU64,
 }
 
 impl Metrics {
@@ -171,6 +180,7 @@ impl Metrics {
         let partition_stalled_seconds = Family::<PartitionLabel, Gauge<f64, AtomicU64>>::default();
         let ready = Gauge::default();
         let paused = Gauge::default();
+        let loop_stuck_seconds = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "auditchain_records",
             "Input records by outcome",
@@ -272,6 +282,11 @@ impl Metrics {
             ready.clone(),
         );
         registry.register(
+            "auditchain_processing_loop_stuck_seconds",
+            "Seconds the processing loop has not come round (0 while it turns); /healthz fails past http.liveness_timeout_ms",
+            loop_stuck_seconds.clone(),
+        );
+        registry.register(
             "auditchain_paused",
             "1 while consumption is paused by an operator",
             paused.clone(),
@@ -302,6 +317,10 @@ impl Metrics {
             pause_requested: AtomicBool::new(false),
             restoring: AtomicBool::new(false),
             producer_ready: AtomicBool::new(false),
+            loop_stuck_seconds,
+            created: Instant::now(),
+            loop_turned_ms: AtomicU64::new(0),
+            liveness_ms: AtomicU64::new(0),
         })
     }
 
@@ -372,6 +391,43 @@ impl Metrics {
         self.ready.get() == 1
     }
 
+    /// `/healthz` fails once the processing loop has not come round for
+    /// `limit` (`http.liveness_timeout_ms`).
+    pub fn set_liveness_limit(&self, limit: Duration) {
+        self.liveness_ms
+            .store(limit.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The processing loop came round (called every turn).
+    pub fn loop_turned(&self) {
+        let now = (self.created.elapsed().as_millis() as u64).max(1);
+        self.loop_turned_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// No session loop runs (between sessions, after the last).
+    pub fn loop_ended(&self) {
+        self.loop_turned_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// How long the running processing loop has not come round.
+    pub fn loop_stuck_for(&self) -> Duration {
+        match self.loop_turned_ms.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            at => self
+                .created
+                .elapsed()
+                .saturating_sub(Duration::from_millis(at)),
+        }
+    }
+
+    /// How long the loop has been stuck, when that is past the liveness
+    /// limit.
+    pub fn stuck_past_limit(&self) -> Option<Duration> {
+        let limit = self.liveness_ms.load(Ordering::Relaxed);
+        let stuck = self.loop_stuck_for();
+        (limit > 0 && stuck >= Duration::from_millis(limit)).then_some(stuck)
+    }
+
     /// Records the end-to-end latency of records with these timestamps
     /// (milliseconds since the epoch), committed now.
     pub fn observe_committed(&self, timestamps_ms: &[i64]) {
@@ -394,6 +450,19 @@ async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
         )],
         m.render(),
     )
+}
+
+async fn health_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    match m.stuck_past_limit() {
+        None => (StatusCode::OK, "ok\n".to_string()),
+        Some(stuck) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the processing loop has not come round for {} s\n",
+                stuck.as_secs()
+            ),
+        ),
+    }
 }
 
 async fn ready_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
@@ -465,7 +534,7 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, auth: AdminAuth) -> 
         ));
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(health_handler))
         .route("/readyz", get(ready_handler))
         .merge(admin)
         .with_state(metrics);
@@ -502,6 +571,7 @@ pub fn start_lag_sampler(
         .name("lag-sampler".into())
         .spawn(move || {
             let mut progress = Progress::default();
+            let mut stuck_logged: Option<Instant> = None;
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
                 match group_lag(&config) {
@@ -528,11 +598,32 @@ pub fn start_lag_sampler(
                     }
                     Err(e) => tracing::warn!(error = %e, "sampling consumer lag failed"),
                 }
+                report_stuck_loop(&metrics, &mut stuck_logged);
                 std::thread::park_timeout(interval.saturating_sub(started.elapsed()));
             }
         })
         .map_err(|e| Error::Thread(format!("starting the lag sampler: {e}")))?;
     Ok(())
+}
+
+/// Sets the stuck-loop gauge; past the liveness limit, logs an error at
+/// most once a minute (`/healthz` fails meanwhile).
+fn report_stuck_loop(metrics: &Metrics, logged: &mut Option<Instant>) {
+    metrics
+        .loop_stuck_seconds
+        .set(metrics.loop_stuck_for().as_secs_f64());
+    let Some(stuck) = metrics.stuck_past_limit() else {
+        *logged = None;
+        return;
+    };
+    if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+        *logged = Some(Instant::now());
+        tracing::error!(
+            stuck_secs = stuck.as_secs(),
+            "the processing loop has not come round for {} s: /healthz fails so that an orchestrator restarts this process",
+            stuck.as_secs()
+        );
+    }
 }
 
 /// When each partition's committed offset last moved (or had no lag).

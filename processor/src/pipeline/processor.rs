@@ -296,6 +296,7 @@ pub fn run_with(
     )?;
     let signing_key = load_signing_key(&config.signing.key_file)?;
     let metrics = options.metrics.clone().unwrap_or_else(Metrics::new);
+    metrics.set_liveness_limit(Duration::from_millis(config.http.liveness_timeout_ms));
     let address = rt.block_on(crate::metrics::serve(
         config.http.bind,
         Arc::clone(&metrics),
@@ -417,6 +418,7 @@ fn run_sessions(
             &metrics,
         );
         metrics.set_producer_ready(false);
+        metrics.loop_ended();
         match outcome {
             Ok(()) => {
                 let stats = metrics.stats();
@@ -498,6 +500,7 @@ fn session(
     let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(MICRO_BATCH);
     loop {
         batch.clear();
+        metrics.loop_turned();
         if shutdown.load(Ordering::Relaxed) {
             drop(batch);
             return close(&consumer, engine);
@@ -576,8 +579,8 @@ fn note_arrivals(watch: &mut FetchWatch, batch: &[BorrowedMessage<'_>], consumer
 /// An owned partition whose fetcher stopped, if there is one
 /// ([`watch::FetchWatch`]). While paused by an operator no partition is
 /// expected to deliver, so the watch forgets them all and gives each the
-/// whole limit again after the resume. A test's planned fetcher stop is
-/// applied here.
+/// whole limit again after the resume. A test's planned fetcher stop and
+/// loop block are applied here.
 fn fetch_stalled(
     consumer: &BaseConsumer<Ctx>,
     engine: &Arc<Mutex<Engine>>,
@@ -600,7 +603,12 @@ fn fetch_stalled(
         eng.owned_partitions()
     };
     let epoch = eng.assignment_epoch();
+    let block = eng.loop_block_planned();
     drop(eng);
+    if let Some(time) = block {
+        // The injected fault itself: a call that does not return for `time`.
+        std::thread::sleep(time);
+    }
     if watch.assignment_changed(epoch) {
         watch.excuse(Instant::now());
     }

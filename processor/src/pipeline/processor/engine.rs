@@ -273,6 +273,12 @@ impl Engine {
         self.assignment_epoch
     }
 
+    /// A block of the loop a test planned for this moment
+    /// ([`Faults::block_loop`]); never in production.
+    pub fn loop_block_planned(&self) -> Option<Duration> {
+        self.faults.as_ref().and_then(|f| f.take_loop_block())
+    }
+
     /// Whether a test planned a stopped fetcher for this moment
     /// ([`Faults::stop_fetching`]); never in production.
     pub fn fetcher_stop_planned(&self) -> bool {
