@@ -350,9 +350,10 @@ pub struct HttpConfig {
     /// `/healthz` answers 503 once the processing loop has not come round
     /// for this long, so an orchestrator restarts a processor stuck in a
     /// call that never returns (the loop otherwise turns every 200 ms; its
-    /// longest legitimate wait, a transaction call retried five times
-    /// against an unreachable coordinator, is about 11 minutes). At least
-    /// 1000; the default is 15 minutes.
+    /// longest legitimate wait, a commit whose calls are each retried five
+    /// times against an unreachable coordinator, then an abort and a
+    /// restore, is about 17 minutes). At least 1000; the default is 30
+    /// minutes.
     #[serde(default = "default_liveness_timeout_ms")]
     pub liveness_timeout_ms: u64,
 }
@@ -424,7 +425,7 @@ fn default_max_batch_bytes() -> usize {
     64 * 1024 * 1024
 }
 fn default_liveness_timeout_ms() -> u64 {
-    15 * 60 * 1000
+    30 * 60 * 1000
 }
 fn default_fetch_stall_timeout_ms() -> u64 {
     60_000

@@ -87,6 +87,12 @@ const LAG_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the loop looks for a partition whose fetcher stopped (the lag
 /// it compares with is sampled every `LAG_SAMPLE_INTERVAL`).
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// A session that lasted this long before it failed resets the back-off
+/// before the next one.
+const HEALTHY_SESSION: Duration = Duration::from_secs(60);
+/// A gap this long between two polls means the loop was busy elsewhere
+/// (a slow commit, a back-off): no partition could have delivered.
+const POLL_GAP: Duration = Duration::from_secs(5);
 
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
     match engine.lock() {
@@ -408,6 +414,7 @@ fn run_sessions(
             options.faults.clone(),
         )?;
         let engine = Arc::new(Mutex::new(engine));
+        let began = Instant::now();
         let outcome = session(
             &config,
             &engine,
@@ -426,6 +433,11 @@ fn run_sessions(
             }
             Err(e) if shutdown.load(Ordering::Relaxed) => return Err(e),
             Err(e) => {
+                // A session that ran a while is not part of a failing
+                // streak: the back-off starts over.
+                if began.elapsed() >= HEALTHY_SESSION {
+                    backoff = Duration::from_millis(500);
+                }
                 tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "session ended; starting a new producer, rejoining and restoring");
                 // Waiting out a broker or coordinator that just failed, not
                 // synchronising anything.
@@ -497,6 +509,7 @@ fn session(
             .then(|| Duration::from_millis(config.processing.fetch_stall_timeout_ms)),
     );
     let mut next_watch = Instant::now();
+    let mut last_poll = Instant::now();
     let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(MICRO_BATCH);
     loop {
         batch.clear();
@@ -504,13 +517,6 @@ fn session(
         if shutdown.load(Ordering::Relaxed) {
             drop(batch);
             return close(&consumer, engine);
-        }
-        if Instant::now() >= next_watch {
-            next_watch = Instant::now() + WATCH_INTERVAL;
-            if let Some(stall) = fetch_stalled(&consumer, engine, metrics, &mut watch, paused)? {
-                drop(batch);
-                return end_stalled(&consumer, engine, metrics, stall);
-            }
         }
         report_reloads(keys, metrics);
         let want_pause = metrics.pause_requested.load(Ordering::Relaxed);
@@ -524,9 +530,21 @@ fn session(
             &mut batch,
             config.processing.max_batch_bytes,
         );
-        note_arrivals(&mut watch, &batch, consumer_error);
+        // Quiet time only counts while the loop polls: a gap between two
+        // polls (a slow commit, a back-off) excuses every partition.
+        let polled = Instant::now();
+        let gap = polled.saturating_duration_since(last_poll);
+        last_poll = polled;
+        note_arrivals(&mut watch, &batch, consumer_error || gap > POLL_GAP);
         if let Some(e) = lock(engine).fatal.take() {
             return Err(e);
+        }
+        if polled >= next_watch {
+            next_watch = polled + WATCH_INTERVAL;
+            if let Some(stall) = fetch_stalled(&consumer, engine, metrics, &mut watch, paused)? {
+                drop(batch);
+                return end_stalled(&consumer, engine, metrics, stall);
+            }
         }
         if !batch.is_empty() {
             if let Err(e) = catalog.resolve(&batch, rt) {
@@ -560,11 +578,12 @@ fn session(
     }
 }
 
-/// Notes which partitions delivered records just now; a consumer error
-/// (brokers down, say) excuses every partition's silence so far.
-fn note_arrivals(watch: &mut FetchWatch, batch: &[BorrowedMessage<'_>], consumer_error: bool) {
+/// Notes which partitions delivered records just now; `excused` (a
+/// consumer error such as brokers down, or a long gap since the last poll)
+/// excuses every partition's silence so far.
+fn note_arrivals(watch: &mut FetchWatch, batch: &[BorrowedMessage<'_>], excused: bool) {
     let now = Instant::now();
-    if consumer_error {
+    if excused {
         watch.excuse(now);
     }
     let mut last = None;
@@ -604,6 +623,21 @@ fn fetch_stalled(
     };
     let epoch = eng.assignment_epoch();
     let block = eng.loop_block_planned();
+    // A consumer whose position is past a partition's committed next
+    // offset is fetching it, whatever holds the commit back (a commit
+    // marker at the end of a quiet partition, say): not a stopped fetcher.
+    let positions = consumer
+        .position()
+        .map_err(|e| Error::kafka("reading the consumer position", e))?;
+    let positions = committed_map(&positions, eng.owned_topic());
+    let now = Instant::now();
+    for p in &owned {
+        if let (Some(at), Some(next)) = (positions.get(p), eng.next_offset(*p)) {
+            if *at > next {
+                watch.received(*p, now);
+            }
+        }
+    }
     drop(eng);
     if let Some(time) = block {
         // The injected fault itself: a call that does not return for `time`.

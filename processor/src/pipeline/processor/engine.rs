@@ -268,6 +268,11 @@ impl Engine {
         })
     }
 
+    /// The next input offset of owned partition `p` as of the last commit.
+    pub fn next_offset(&self, p: i32) -> Option<i64> {
+        self.owned.get(&p).and_then(|o| o.next_offset)
+    }
+
     /// Goes up with every assignment and revoke.
     pub fn assignment_epoch(&self) -> u64 {
         self.assignment_epoch

@@ -510,6 +510,16 @@ pub fn verify(
     }
     let mut done = 0;
     for p in partitions.iter().copied() {
+        // Retention may have moved the input's start since the ends were
+        // read (partitions are verified one after another): read it again.
+        let input_low = if check_input {
+            let fresh = read::watermarks(config, &t.input, &[p])?;
+            fresh
+                .get(&p)
+                .map_or(span(&input_ends, p).0, |(low, _)| *low)
+        } else {
+            0
+        };
         let scope = Scope {
             tenant: options.tenant.as_deref(),
             offsets: options.offsets,
@@ -519,11 +529,7 @@ pub fn verify(
             } else {
                 u64::MAX
             },
-            input_start: if check_input {
-                span(&input_ends, p).0.max(0) as u64
-            } else {
-                0
-            },
+            input_start: input_low.max(0) as u64,
             // A checkpoint vouches for everything before it: only a run
             // that checked everything may write one.
             keep_state: options.checkpoint && check_input && options.offsets.is_none(),
@@ -532,7 +538,7 @@ pub fn verify(
         let input = if check_input {
             // Retention may have deleted input since the checkpoint: read
             // what is left (the records before it count as trimmed).
-            let start = next.map(|n| from(&input_ends, p, Some(n.input)).0);
+            let start = next.map(|n| n.input.max(input_low));
             let reader = open(&t.input, &input_ends, p, start)?;
             Some(Box::new(InputReader(reader, None)) as Box<dyn InputOffsets>)
         } else {
@@ -1364,7 +1370,13 @@ mod tests {
 
     #[test]
     fn a_record_forged_with_a_far_source_offset_holds_nothing_back() {
-        for (at, chunk, forgeries) in [(50, CHUNK, 1), (15, 16, 1), (16, 16, 1), (40, CHUNK, 2)] {
+        for (at, chunk, forgeries) in [
+            (50, CHUNK, 1),
+            (15, 16, 1),
+            (16, 16, 1),
+            (40, CHUNK, 2),
+            (14, 16, 2),
+        ] {
             let mut b = long_trail(1_000, 5, 100, 7);
             for n in 0..forgeries {
                 let mut forged = b.trail.chained[at].clone();

@@ -281,13 +281,15 @@ impl<T: SourceOffset, S: Source<T>> Stream<T, S> {
     /// Whether the front record (past `bound`) is out of order: the next
     /// buffered record within `bound` continues the source offsets handed
     /// over so far, so the front one interrupts them. Looks one chunk
-    /// further when the front record is all there is. In a sound trail no
+    /// further when less than a chunk is buffered (so a few forged records
+    /// at the end of a chunk are seen past too; a run of forgeries longer
+    /// than a chunk is not, and then holds the walk back). In a sound trail no
     /// record within `bound` follows: the front one opens the next anchor's
     /// range. (A lone record with a *lower* offset later on, a copy out of
     /// place, does not continue the sequence; it is taken in its turn and
     /// the chain and completeness checks report it.)
     fn front_out_of_order(&mut self, bound: u64) -> Result<bool> {
-        if self.buffer.len() == 1 && !self.done {
+        if self.buffer.len() < self.chunk_size && !self.done {
             self.source.next_chunk(self.chunk_size, &mut self.chunk)?;
             self.done = self.chunk.is_empty();
             self.buffer.extend(self.chunk.drain(..));
