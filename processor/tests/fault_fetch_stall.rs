@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use auditchain::faults::Faults;
 use auditchain::metrics::Metrics;
-use auditchain::processor::RunOptions;
-use auditchain::telemetry::Traces;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stopped_fetcher_is_replaced_and_nothing_is_lost() {
@@ -25,14 +23,7 @@ async fn a_stopped_fetcher_is_replaced_and_nothing_is_lost() {
     // does not wait out the default minute.
     let mut config = fx.config("stall-1");
     config.processing.fetch_stall_timeout_ms = config.processing.commit_interval_ms + 10_000;
-    let running = fx.start_config(
-        config,
-        RunOptions {
-            traces: Traces::off(),
-            faults: Some(Arc::clone(&faults)),
-            metrics: Some(Arc::clone(&metrics)),
-        },
-    );
+    let running = fx.start_config(config, common::fault_options(&faults, &metrics));
     fx.wait_caught_up(&[&running], Duration::from_secs(120))
         .await;
 

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use auditchain::faults::{CommitCause, FaultPoint, Faults};
 use auditchain::metrics::Metrics;
 use auditchain::processor::RunOptions;
-use auditchain::telemetry::Traces;
 use rdkafka::error::RDKafkaErrorCode;
 
 /// Abortable by librdkafka's classification, and leaves the producer usable.
@@ -22,11 +21,7 @@ const ABORTABLE: RDKafkaErrorCode = RDKafkaErrorCode::NotEnoughReplicas;
 const RETRIABLE: RDKafkaErrorCode = RDKafkaErrorCode::CoordinatorNotAvailable;
 
 fn options(faults: &Arc<Faults>, metrics: &Arc<Metrics>) -> RunOptions {
-    RunOptions {
-        traces: Traces::off(),
-        faults: Some(Arc::clone(faults)),
-        metrics: Some(Arc::clone(metrics)),
-    }
+    common::fault_options(faults, metrics)
 }
 
 /// A config whose transactions stay open until something other than the

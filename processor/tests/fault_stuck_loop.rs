@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use auditchain::faults::Faults;
 use auditchain::metrics::Metrics;
-use auditchain::processor::RunOptions;
-use auditchain::telemetry::Traces;
 
 /// Polls `/healthz` until its status is `want`; returns the body.
 async fn health_becomes(addr: &str, want: u16, running: &common::Running) -> String {
@@ -45,14 +43,7 @@ async fn healthz_fails_while_the_loop_is_stuck_and_recovers() {
         .port();
     config.http.bind = ([127, 0, 0, 1], port).into();
     let addr = config.http.bind.to_string();
-    let running = fx.start_config(
-        config,
-        RunOptions {
-            traces: Traces::off(),
-            faults: Some(Arc::clone(&faults)),
-            metrics: Some(Arc::clone(&metrics)),
-        },
-    );
+    let running = fx.start_config(config, common::fault_options(&faults, &metrics));
     fx.wait_caught_up(&[&running], Duration::from_secs(120))
         .await;
     assert_eq!(health_becomes(&addr, 200, &running).await, "ok\n");

@@ -492,3 +492,15 @@ pub fn assert_verified(report: &auditchain::verify::Report) {
         &report.problems[..report.problems.len().min(10)]
     );
 }
+
+/// Run options for a test that injects `faults` and reads `metrics`.
+pub fn fault_options(
+    faults: &std::sync::Arc<auditchain::faults::Faults>,
+    metrics: &std::sync::Arc<auditchain::metrics::Metrics>,
+) -> auditchain::processor::RunOptions {
+    auditchain::processor::RunOptions {
+        traces: auditchain::telemetry::Traces::off(),
+        faults: Some(std::sync::Arc::clone(faults)),
+        metrics: Some(std::sync::Arc::clone(metrics)),
+    }
+}
