@@ -513,7 +513,7 @@ pub fn verify(
         // Retention may have moved the input's start since the ends were
         // read (partitions are verified one after another): read it again.
         let input_low = if check_input {
-            let fresh = read::watermarks(config, &t.input, &[p])?;
+            let fresh = crate::state::high_watermarks(config, &t.input, &[p])?;
             fresh
                 .get(&p)
                 .map_or(span(&input_ends, p).0, |(low, _)| *low)
