@@ -17,7 +17,7 @@ use crate::kafka::{
     committed_sum, create_topics, high_watermarks, offsets_reader, partitions, TopicSpec,
 };
 use crate::pace::Pacer;
-use crate::probe::{Mode, Probe};
+use crate::probe::{Mode, Probe, Sample};
 use crate::procstat::{self, Machine};
 use crate::report;
 use crate::verify_rate::{self, VerifyRate};
@@ -300,6 +300,34 @@ fn now_ms() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
+/// Per second of produce time: samples, p50, p99 and max latency, so a
+/// step's tail can be placed in time (a single stall shows as one bad
+/// second, a steady queue as every second).
+fn timeline(samples: &[Sample]) -> String {
+    let mut by_second: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
+    for s in samples {
+        by_second
+            .entry(s.source_ms.div_euclid(1000))
+            .or_default()
+            .push(s.latency_ms);
+    }
+    let first = by_second.keys().next().copied().unwrap_or(0);
+    let mut out = String::from("second\tsamples\tp50_ms\tp99_ms\tmax_ms\n");
+    for (second, mut lat) in by_second {
+        lat.sort_by(f64::total_cmp);
+        let ms = |v: Option<f64>| v.map_or("?".into(), |v| format!("{v:.0}"));
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\n",
+            second - first,
+            lat.len(),
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99)),
+            ms(lat.last().copied())
+        ));
+    }
+    out
+}
+
 fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
@@ -411,6 +439,12 @@ struct Mark {
 }
 
 impl Bench {
+    fn write_timeline(&self, name: &str, samples: &[Sample]) -> Result<()> {
+        let path = self.work.join(format!("{name}-latency-seconds.tsv"));
+        std::fs::write(&path, timeline(samples))
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
     fn sum_ticks(pids: &[u32]) -> u64 {
         pids.iter().filter_map(|p| procstat::cpu_ticks(*p)).sum()
     }
@@ -935,6 +969,7 @@ impl Bench {
             delivered.saturating_sub(seen.records.load(std::sync::atomic::Ordering::Relaxed));
         let undecodable = seen.undecodable.load(std::sync::atomic::Ordering::Relaxed);
         let samples = seen.samples.lock().map(|s| s.clone()).unwrap_or_default();
+        self.write_timeline(&name, &samples)?;
         let mut steps = Vec::new();
         for (fraction, from, to, s) in windows {
             // The first second of a step is the change of load settling.

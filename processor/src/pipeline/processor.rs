@@ -23,7 +23,7 @@ pub mod engine;
 pub mod txn;
 pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -74,8 +74,9 @@ impl RunOptions {
 
 /// Records taken from the consumer per routing round.
 pub const MICRO_BATCH: usize = 2_000;
-/// Records routed per step of a batch: small enough that writing one chunk
-/// overlaps routing the next, large enough to spread over the pool.
+/// Records routed per job of a batch: small enough that the first is
+/// written soon and a due commit waits little, large enough to spread
+/// over the pool.
 const ROUTE_CHUNK: usize = 256;
 
 /// Longest single poll, so shutdown and due commits are noticed promptly.
@@ -725,14 +726,16 @@ fn poll_batch<'c>(
     false
 }
 
-/// Routes a batch on the verification pool in chunks while this thread
-/// writes each chunk as soon as it is routed, so the pool routes chunk n+1
-/// while chunk n is written, and commits the open transaction between two
-/// chunks as soon as it is due (neither the commit's round trips nor the
-/// writing leave the cores idle, and a due commit waits for one chunk at
-/// most, not a whole batch). An error aborts (and rewinds) or ends the session. No poll
-/// runs in between, so nothing can move a partition under the routed
-/// records; an abort mid-batch drops the rest (they are fetched again).
+/// Routes a batch on the verification pool while this thread writes it:
+/// every chunk is queued on the pool at once, and each is written, in
+/// order, as soon as it is routed. The open transaction is committed
+/// between two chunks as soon as it is due, and the pool goes on routing
+/// the rest of the batch meanwhile, so neither the writing nor a commit's
+/// round trips leave the cores idle, and a due commit waits for one chunk
+/// at most, not a whole batch. An error aborts (and rewinds) or ends the
+/// session; chunks not yet routed are then skipped. No poll runs in
+/// between, so nothing can move a partition under the routed records; an
+/// abort mid-batch drops the rest (they are fetched again).
 fn process_batch(
     consumer: &BaseConsumer<Ctx>,
     engine: &Arc<Mutex<Engine>>,
@@ -744,34 +747,65 @@ fn process_batch(
     let mut eng = lock(engine);
     let accepted = eng.accept(batch);
     let router = eng.router();
-    let mut chunks = accepted.chunks(ROUTE_CHUNK);
-    let mut waiting: Option<Vec<Routed>> = None;
-    let mut first = true;
-    while first || waiting.is_some() {
-        first = false;
-        let chunk = chunks.next();
-        let mut routed = Vec::new();
-        let mut step = Ok(());
-        router.pool().in_place_scope(|scope| {
-            if let Some(chunk) = chunk {
-                scope.spawn(|_| {
-                    routed = router.route(batch, chunk, &catalog.decoders, &current_keys);
-                });
-            }
-            if let Some(ready) = waiting.take() {
-                step = write_routed(consumer, &mut eng, batch, ready);
-            }
-            // Due in the middle of a batch: commit now, while the next
-            // chunk is routed, rather than after the whole batch.
-            if step.is_ok() && eng.txn_due() {
-                step = commit(consumer, &mut eng, CommitCause::Due);
-            }
-        });
-        if let Err(e) = step {
-            return handle(e, &mut eng);
+    let stop = AtomicBool::new(false);
+    let mut step = Ok(());
+    router.pool().in_place_scope(|scope| {
+        let (ready, routed) = std::sync::mpsc::channel::<(usize, Vec<Routed>)>();
+        let mut chunks = 0;
+        for (n, chunk) in accepted.chunks(ROUTE_CHUNK).enumerate() {
+            chunks += 1;
+            let (ready, router, stop, keys) = (ready.clone(), &router, &stop, &current_keys);
+            scope.spawn(move |_| {
+                let out = if stop.load(Ordering::Relaxed) {
+                    Vec::new()
+                } else {
+                    router.route(batch, chunk, &catalog.decoders, keys)
+                };
+                // The receiver is gone only once the loop below has ended.
+                let _ = ready.send((n, out));
+            });
         }
-        if chunk.is_some() {
-            waiting = Some(routed);
+        drop(ready);
+        step = write_in_order(consumer, &mut eng, batch, &routed, chunks);
+        if step.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+    });
+    if let Err(e) = step {
+        return handle(e, &mut eng);
+    }
+    Ok(())
+}
+
+/// Writes the routed chunks `0..chunks` in order as they arrive (they
+/// may be routed out of order), committing whenever the open transaction
+/// is due.
+fn write_in_order(
+    consumer: &BaseConsumer<Ctx>,
+    eng: &mut Engine,
+    batch: &[BorrowedMessage<'_>],
+    routed: &std::sync::mpsc::Receiver<(usize, Vec<Routed>)>,
+    chunks: usize,
+) -> Result<()> {
+    let mut early: BTreeMap<usize, Vec<Routed>> = BTreeMap::new();
+    for next in 0..chunks {
+        let chunk = loop {
+            if let Some(chunk) = early.remove(&next) {
+                break chunk;
+            }
+            match routed.recv() {
+                Ok((n, chunk)) if n == next => break chunk,
+                Ok((n, chunk)) => {
+                    early.insert(n, chunk);
+                }
+                // Every sender is gone without chunk `next`: its routing
+                // panicked, and the scope re-raises that panic.
+                Err(_) => return Err(Error::State("routing a chunk failed".into())),
+            }
+        };
+        write_routed(consumer, eng, batch, chunk)?;
+        if eng.txn_due() {
+            commit(consumer, eng, CommitCause::Due)?;
         }
     }
     Ok(())
