@@ -787,6 +787,11 @@ fn write_in_order(
     routed: &std::sync::mpsc::Receiver<(usize, Vec<Routed>)>,
     chunks: usize,
 ) -> Result<()> {
+    // A batch none of whose records is taken (a partition waiting for its
+    // restore or rewind) still closes a due transaction.
+    if chunks == 0 && eng.txn_due() {
+        commit(consumer, eng, CommitCause::Due)?;
+    }
     let mut early: BTreeMap<usize, Vec<Routed>> = BTreeMap::new();
     for next in 0..chunks {
         let chunk = loop {

@@ -37,6 +37,10 @@
 //! open at the start has ended. librdkafka moves the position past
 //! transaction markers, so a partition whose last batch is a commit or abort
 //! marker finishes too; a partition with nothing in it is done at once.
+//! Records at or past a partition's high watermark (committed after the
+//! restore started) are not applied: the restore is the state as of its
+//! start, however far the reader happens to read before it looks at its
+//! positions again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -335,6 +339,10 @@ pub fn restore(config: &Config, partitions: &[i32]) -> Result<HashMap<i32, Parti
     consumer
         .assign(&tpl)
         .map_err(|e| Error::kafka(format!("assigning `{topic}` for restore"), e))?;
+    // Each partition's end, kept after the partition leaves `pending`:
+    // records past it (a later transaction's, read while another partition
+    // or the next position check is still due) are not applied.
+    let ends = pending.clone();
     let mut waiting: HashMap<i32, Wait> = HashMap::new();
     // Records read since the positions were last looked at: looking after
     // every record (a position list built per record) cost ~50 µs a record,
@@ -358,9 +366,15 @@ pub fn restore(config: &Config, partitions: &[i32]) -> Result<HashMap<i32, Parti
             None => unchecked = POSITION_CHECK_RECORDS,
             Some(Ok(m)) => {
                 unchecked += 1;
-                if let (Some(key), Some(value), Some(state)) =
-                    (m.key(), m.payload(), states.get_mut(&m.partition()))
-                {
+                let below_end = ends
+                    .get(&m.partition())
+                    .is_some_and(|end| m.offset() < *end);
+                if let (true, Some(key), Some(value), Some(state)) = (
+                    below_end,
+                    m.key(),
+                    m.payload(),
+                    states.get_mut(&m.partition()),
+                ) {
                     state.apply(&config.topics.input, key, value)?;
                 }
             }
