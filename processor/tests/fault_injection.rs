@@ -12,17 +12,12 @@ use std::time::{Duration, Instant};
 
 use auditchain::faults::{CommitCause, FaultPoint, Faults};
 use auditchain::metrics::Metrics;
-use auditchain::processor::RunOptions;
 use rdkafka::error::RDKafkaErrorCode;
 
 /// Abortable by librdkafka's classification, and leaves the producer usable.
 const ABORTABLE: RDKafkaErrorCode = RDKafkaErrorCode::NotEnoughReplicas;
 /// Retriable: the same call is made again.
 const RETRIABLE: RDKafkaErrorCode = RDKafkaErrorCode::CoordinatorNotAvailable;
-
-fn options(faults: &Arc<Faults>, metrics: &Arc<Metrics>) -> RunOptions {
-    common::fault_options(faults, metrics)
-}
 
 /// A config whose transactions stay open until something other than the
 /// commit interval closes them: these tests are about what closes them.
@@ -71,7 +66,7 @@ async fn a_retried_send_offsets_commits_the_offsets_with_the_outputs() {
         3,
     );
     let metrics = Metrics::new();
-    let running = fx.start_with("offsets-1", options(&faults, &metrics));
+    let running = fx.start_with("offsets-1", common::fault_options(&faults, &metrics));
     fx.wait_caught_up(&[&running], Duration::from_secs(120))
         .await;
     let first = running.stop();
@@ -98,7 +93,7 @@ async fn an_abortable_commit_failure_before_a_pause_loses_nothing() {
     let metrics = Metrics::new();
     let running = fx.start_config(
         long_transactions(&fx, "pause-1"),
-        options(&faults, &metrics),
+        common::fault_options(&faults, &metrics),
     );
     wait_open_records(&metrics, &running, 400).await;
 
@@ -142,7 +137,7 @@ async fn an_abortable_commit_failure_during_a_partial_revoke_loses_nothing() {
     let metrics = Metrics::new();
     let a = fx.start_config(
         long_transactions(&fx, "revoke-a"),
-        options(&faults, &metrics),
+        common::fault_options(&faults, &metrics),
     );
     wait_open_records(&metrics, &a, 800).await;
 
@@ -177,7 +172,7 @@ async fn a_produce_failure_mid_transaction_is_aborted_and_redone() {
     let faults = Arc::new(Faults::new());
     faults.fail(FaultPoint::Produce, None, ABORTABLE, 1);
     let metrics = Metrics::new();
-    let running = fx.start_with("produce-1", options(&faults, &metrics));
+    let running = fx.start_with("produce-1", common::fault_options(&faults, &metrics));
     fx.wait_caught_up(&[&running], Duration::from_secs(120))
         .await;
     let summary = running.stop();
