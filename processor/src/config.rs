@@ -182,6 +182,15 @@ pub struct TopicsConfig {
     /// Replication factor for created topics; -1 takes the broker default.
     #[serde(default = "default_replication_factor")]
     pub replication_factor: i32,
+    /// The operator's word that the trail is kept outside Kafka (an archive,
+    /// DESIGN.md §7.4), so the chained, anchors and quarantine topics may
+    /// have a finite retention. When false (the default) a trail topic that
+    /// can lose records (`retention.ms` or `retention.bytes` other than -1,
+    /// or a `cleanup.policy` with `compact`) stops start-up. auditchain has
+    /// no archive of its own yet: with this set, nothing checks that one
+    /// keeps up, and every start logs a warning saying so.
+    #[serde(default)]
+    pub trail_archived: bool,
 }
 
 /// `[schema_registry]`. Its `Debug` form redacts the password and any
@@ -451,6 +460,7 @@ impl Default for TopicsConfig {
             state: default_state_topic(),
             create_missing: true,
             replication_factor: default_replication_factor(),
+            trail_archived: false,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod format {
 /// decision for one record, the transactional producer, the chain state.
 pub mod pipeline {
     pub mod processor;
+    pub mod rebuild;
     pub mod route;
     pub mod sink;
     pub mod state;
@@ -27,6 +28,7 @@ pub mod pipeline {
 pub mod cluster {
     pub mod kafka;
     pub mod registry;
+    pub mod retention;
 }
 
 /// Operating it: metrics, traces, the admin endpoint's token, ACLs, fault
@@ -54,10 +56,10 @@ pub mod config;
 pub mod error;
 pub mod keys;
 
-pub use cluster::{kafka, registry};
+pub use cluster::{kafka, registry, retention};
 pub use format::{chain, records, schema};
 pub use ops::{acls, auth, faults, metrics, telemetry};
-pub use pipeline::{processor, route, sink, state};
+pub use pipeline::{processor, rebuild, route, sink, state};
 pub use trail::{bundle, produce, prove, replay, smoke, verify};
 
 pub use error::{Error, Result};

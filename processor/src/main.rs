@@ -71,7 +71,8 @@ enum Command {
     /// (a shell script to run with an administrator's credentials), derived from the
     /// configuration: topics, group id, transactional id prefix.
     Acls(commands::acls::AclsArgs),
-    /// Create missing output topics and check existing ones against the input topic.
+    /// Create missing output topics and check existing ones against the input topic; show
+    /// what each trail topic keeps (it must keep every record for good).
     Topics(commands::topics::TopicsArgs),
 }
 

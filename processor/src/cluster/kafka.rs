@@ -5,6 +5,7 @@
 //! exactly-once depends on are set after the base and cannot be overridden
 //! (`Config::validate` refuses them).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::admin::{
@@ -18,6 +19,7 @@ use rdkafka::ClientContext;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::retention::{check_state_topic, check_trail_topic, Retention, TRAIL_TOPIC_CONFIG};
 
 /// A client context for readers that consume to the end of a partition:
 /// reaching the end (`PartitionEOF`) is how they know they are done, not an
@@ -436,6 +438,10 @@ pub struct TopicReport {
     pub max_anchor_bytes: usize,
     /// The largest record the state topic and the producer accept.
     pub max_state_bytes: usize,
+    /// What each trail topic (chained, anchors, quarantine) keeps, and the
+    /// warning given for one that can lose records while
+    /// `topics.trail_archived` is set.
+    pub trail_retention: Vec<(String, Retention, Option<String>)>,
 }
 
 /// Checks the input topic exists; creates missing output topics with the
@@ -443,9 +449,10 @@ pub struct TopicReport {
 /// input, see [`max_output_record_bytes`]; the state topic compacted and
 /// tuned for short restores, see [`STATE_TOPIC_CONFIG`]); checks existing ones
 /// have at least as many partitions as the input, that the chained and
-/// quarantine topics hold the largest output record and that the state topic
-/// is compacted. Every mismatch is a clear error naming the topic and the
-/// setting.
+/// quarantine topics hold the largest output record, that the trail topics
+/// keep their records for good (created so: [`TRAIL_TOPIC_CONFIG`]) and that
+/// the state topic is exactly compacted. Every mismatch is a clear error
+/// naming the topic, the setting and the command that fixes it.
 pub async fn ensure_topics(config: &Config) -> Result<TopicReport> {
     // Refused credentials or an untrusted certificate: say so now, rather
     // than time out below.
@@ -515,10 +522,13 @@ pub async fn ensure_topics(config: &Config) -> Result<TopicReport> {
                     .fold(t, |t, (name, value)| t.set(name, value))
                     // A state record's key is a tenant id, as long as a key.
                     .set("max.message.bytes", &max_output_bytes)
-            } else if sized_topics(config).contains(topic) || *topic == config.topics.anchors {
-                t.set("max.message.bytes", &max_output_bytes)
             } else {
-                t
+                // Every other output topic is part of the trail: kept for
+                // good, and sized to hold the largest record.
+                TRAIL_TOPIC_CONFIG
+                    .iter()
+                    .fold(t, |t, (name, value)| t.set(name, value))
+                    .set("max.message.bytes", &max_output_bytes)
             }
         })
         .collect();
@@ -543,7 +553,8 @@ pub async fn ensure_topics(config: &Config) -> Result<TopicReport> {
             }
         }
     }
-    check_compacted(&admin, &config.topics.state).await?;
+    check_compacted(&admin, config).await?;
+    let trail_retention = check_trail_retention(&admin, config).await?;
     check_output_limits(
         &admin,
         config,
@@ -569,32 +580,78 @@ pub async fn ensure_topics(config: &Config) -> Result<TopicReport> {
         max_output_record_bytes,
         max_anchor_bytes,
         max_state_bytes,
+        trail_retention,
     })
 }
 
-async fn check_compacted(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result<()> {
-    // Right after a topic is created (by us or a sibling instance) the broker
-    // may describe it without its configuration yet: an unknown policy is
-    // asked again for a few seconds, a known wrong one fails at once.
+/// The trail topics: what the processor writes and verify reads, kept for
+/// good (DESIGN.md §3).
+fn trail_topics(config: &Config) -> [&str; 3] {
+    let t = &config.topics;
+    [
+        t.chained.as_str(),
+        t.anchors.as_str(),
+        t.quarantine.as_str(),
+    ]
+}
+
+/// Checks the state topic is exactly `compact` (see [`check_state_topic`]).
+async fn check_compacted(admin: &AdminClient<DefaultClientContext>, config: &Config) -> Result<()> {
+    let topic = &config.topics.state;
+    let policy = described(topic, "its cleanup.policy", || cleanup_policy(admin, topic)).await?;
+    check_state_topic(&config.kafka.bootstrap_servers, topic, &policy)
+}
+
+/// Checks every trail topic keeps its records for good (see
+/// [`check_trail_topic`]); what each keeps, with the warning for one
+/// accepted under `topics.trail_archived`, which is also logged.
+async fn check_trail_retention(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &Config,
+) -> Result<Vec<(String, Retention, Option<String>)>> {
+    let mut out = Vec::new();
+    for topic in trail_topics(config) {
+        let retention = described(topic, "its retention settings", || async {
+            match topic_configs(admin, topic).await? {
+                Some(configs) => Retention::from_configs(topic, &configs),
+                None => Ok(None),
+            }
+        })
+        .await?;
+        let warning = check_trail_topic(
+            &config.kafka.bootstrap_servers,
+            topic,
+            &retention,
+            config.topics.trail_archived,
+        )?;
+        if let Some(w) = &warning {
+            tracing::warn!(topic = %topic, "{w}");
+        }
+        out.push((topic.to_string(), retention, warning));
+    }
+    Ok(out)
+}
+
+/// What `ask` finds, asked again for a few seconds while it finds nothing:
+/// right after a topic is created (by us or a sibling instance) the broker
+/// may describe it without its configuration yet. `what` names it in the
+/// error when it never appears.
+async fn described<T, F, Fut>(topic: &str, what: &str, mut ask: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
     let deadline = std::time::Instant::now() + INPUT_TOPIC_GRACE;
     loop {
-        match cleanup_policy(admin, topic).await? {
-            Some(policy) if policy.split(',').any(|p| p.trim() == "compact") => return Ok(()),
-            Some(policy) => {
-                return Err(Error::Topic {
-                    topic: topic.into(),
-                    message: format!(
-                        "is the chain-state topic and must be compacted (cleanup.policy=compact), but its cleanup.policy is `{policy}`"
-                    ),
-                })
-            }
+        match ask().await? {
+            Some(v) => return Ok(v),
             None if std::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             None => {
                 return Err(Error::Topic {
                     topic: topic.into(),
-                    message: "the broker does not report its cleanup.policy; it must be compact".into(),
+                    message: format!("the broker does not report {what}"),
                 })
             }
         }
@@ -616,18 +673,30 @@ async fn topic_config(
     topic: &str,
     name: &str,
 ) -> Result<Option<String>> {
+    Ok(topic_configs(admin, topic)
+        .await?
+        .and_then(|mut configs| configs.remove(name)))
+}
+
+/// Every effective configuration value of `topic` that the broker reports
+/// (empty values left out), or `None` while it does not describe the topic.
+pub async fn topic_configs(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+) -> Result<Option<HashMap<String, String>>> {
     let opts = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
     let results = admin
         .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
         .await
         .map_err(|e| Error::kafka(format!("describing the configuration of `{topic}`"), e))?;
     match results.into_iter().next() {
-        Some(Ok(resource)) => Ok(resource
-            .entries
-            .into_iter()
-            .find(|e| e.name == name)
-            .and_then(|e| e.value)
-            .filter(|v| !v.is_empty())),
+        Some(Ok(resource)) => Ok(Some(
+            resource
+                .entries
+                .into_iter()
+                .filter_map(|e| Some((e.name, e.value.filter(|v| !v.is_empty())?)))
+                .collect(),
+        )),
         Some(Err(RDKafkaErrorCode::UnknownTopicOrPartition)) | None => Ok(None),
         Some(Err(code)) => Err(Error::Topic {
             topic: topic.into(),
@@ -642,28 +711,14 @@ async fn max_message_bytes(
     admin: &AdminClient<DefaultClientContext>,
     topic: &str,
 ) -> Result<usize> {
-    let deadline = std::time::Instant::now() + INPUT_TOPIC_GRACE;
-    loop {
-        match topic_config(admin, topic, "max.message.bytes").await? {
-            Some(v) => {
-                return v.trim().parse().map_err(|_| Error::Topic {
-                    topic: topic.into(),
-                    message: format!(
-                        "the broker reports max.message.bytes `{v}`, not a byte count"
-                    ),
-                })
-            }
-            None if std::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            None => {
-                return Err(Error::Topic {
-                    topic: topic.into(),
-                    message: "the broker does not report its max.message.bytes".into(),
-                })
-            }
-        }
-    }
+    let v = described(topic, "its max.message.bytes", || {
+        topic_config(admin, topic, "max.message.bytes")
+    })
+    .await?;
+    v.trim().parse().map_err(|_| Error::Topic {
+        topic: topic.into(),
+        message: format!("the broker reports max.message.bytes `{v}`, not a byte count"),
+    })
 }
 
 // ---------------------------------------------------------------------------

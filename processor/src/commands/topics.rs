@@ -1,4 +1,6 @@
-//! `auditchain topics`: create missing output topics, check existing ones.
+//! `auditchain topics`: create missing output topics, check existing ones
+//! (sizes, and that the trail keeps its records for good), and show what
+//! each trail topic keeps.
 
 use std::path::PathBuf;
 
@@ -15,7 +17,8 @@ pub struct TopicsArgs {
     create_input: Option<i32>,
 }
 
-/// Creates what is missing and prints the limits derived from the input.
+/// Creates what is missing and prints the limits derived from the input and
+/// the retention of each trail topic.
 pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
     let config = auditchain::config::Config::load(&args.config)
         .with_context(|| format!("loading {}", args.config.display()))?;
@@ -42,5 +45,11 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
             report.created.join(", ")
         }
     );
+    for (topic, retention, warning) in &report.trail_retention {
+        println!("topics: trail `{topic}`: {}", retention.describe());
+        if let Some(w) = warning {
+            println!("topics: WARNING: {w}");
+        }
+    }
     Ok(())
 }

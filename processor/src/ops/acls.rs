@@ -113,9 +113,17 @@ pub fn grants(config: &Config, who: &Principals) -> Vec<Grant> {
             p,
             &["Write", "Describe", "DescribeConfigs"],
             Resource::Topic,
-            vec![t.chained.clone(), t.anchors.clone(), t.quarantine.clone()],
+            vec![t.chained.clone(), t.quarantine.clone()],
             false,
-            "processor: write the chained, anchors and quarantine topics (checked at start-up: DescribeConfigs)",
+            "processor: write the chained and quarantine topics (checked at start-up: DescribeConfigs)",
+        );
+        grant(
+            p,
+            &["Read", "Write", "Describe", "DescribeConfigs"],
+            Resource::Topic,
+            vec![t.anchors.clone()],
+            false,
+            "processor: write the anchors topic, and read it back on assignment to check the chain state against the trail's last anchor (rebuilding the state from it when they differ)",
         );
         grant(
             p,
@@ -358,7 +366,7 @@ mod tests {
             .lines()
             .filter(|l| l.starts_with("kafka-acls.sh"))
             .collect();
-        assert_eq!(commands.len(), 9, "{s}");
+        assert_eq!(commands.len(), 10, "{s}");
         assert!(commands.iter().all(|l| l.contains(
             "--bootstrap-server b:9093 --command-config '/etc/kafka/admin client.properties' --add"
         )));

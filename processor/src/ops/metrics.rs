@@ -127,6 +127,10 @@ pub struct Metrics {
     /// Restored partitions whose group offset disagreed with the chain
     /// state's (or was missing while the state had one).
     pub offset_mismatches: Counter,
+    /// Restored partitions whose chain state did not match the trail's
+    /// last anchor, by finding (`missing`, `behind`, `other_history`: the
+    /// state was rebuilt from the trail; `ahead`: the partition was refused).
+    pub state_rebuilds: Family<ReasonLabel, Counter>,
     /// Transactions committed early so an anchor stays under the size limit.
     pub early_commits: Counter,
     /// Sessions ended because an owned partition's fetcher stopped
@@ -174,6 +178,7 @@ impl Metrics {
         let lag_seconds = Family::<PartitionLabel, Gauge<f64, AtomicU64>>::default();
         let tenants_on_several_partitions = Counter::default();
         let offset_mismatches = Counter::default();
+        let state_rebuilds = Family::<ReasonLabel, Counter>::default();
         let fetch_stalls = Counter::default();
         let early_commits = Counter::default();
         let open_transaction_records = Gauge::default();
@@ -257,6 +262,11 @@ impl Metrics {
             offset_mismatches.clone(),
         );
         registry.register(
+            "auditchain_state_rebuilds",
+            "Restored partitions whose chain state did not match the trail's last anchor, by finding: missing, behind, other_history (rebuilt from the trail) or ahead (refused)",
+            state_rebuilds.clone(),
+        );
+        registry.register(
             "auditchain_early_commits",
             "Transactions committed before their interval so an anchor stays under the largest record the producer may send",
             early_commits.clone(),
@@ -308,6 +318,7 @@ impl Metrics {
             lag_seconds,
             tenants_on_several_partitions,
             offset_mismatches,
+            state_rebuilds,
             fetch_stalls,
             early_commits,
             open_transaction_records,
@@ -378,6 +389,14 @@ impl Metrics {
     pub fn set_producer_ready(&self, ready: bool) {
         self.producer_ready.store(ready, Ordering::Relaxed);
         self.update_ready();
+    }
+
+    /// A restored partition's chain state did not match the trail
+    /// ([`crate::rebuild::Finding::reason`]).
+    pub fn state_rebuilt(&self, reason: &'static str) {
+        self.state_rebuilds
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// A restore started (true) or ended (false).

@@ -329,6 +329,10 @@ pub fn restore(config: &Config, partitions: &[i32]) -> Result<HashMap<i32, Parti
     .set("isolation.level", "read_committed")
     // EOF at the LSO is how the restore learns it waits on a transaction.
     .set("enable.partition.eof", "true")
+    // A position the log no longer has (records deleted under the reader)
+    // fails the restore; librdkafka's default would jump to the end and
+    // restore whatever little comes after: every chain before it restarted.
+    .set("auto.offset.reset", "error")
     .create_with_context(QuietContext)
     .map_err(|e| Error::kafka("creating the state restore consumer", e))?;
     let mut tpl = TopicPartitionList::new();
@@ -463,13 +467,34 @@ pub(crate) fn high_watermarks(
     topic: &str,
     partitions: &[i32],
 ) -> Result<HashMap<i32, (i64, i64)>> {
+    watermarks_as(config, topic, partitions, "read_uncommitted")
+}
+
+/// Each partition's low watermark and last stable offset (LSO): every
+/// transaction with a record before the LSO has ended.
+pub(crate) fn stable_offsets(
+    config: &Config,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<HashMap<i32, (i64, i64)>> {
+    watermarks_as(config, topic, partitions, "read_committed")
+}
+
+/// Each partition's low watermark and the end a client of `isolation`
+/// sees: the high watermark, or for `read_committed` the LSO.
+fn watermarks_as(
+    config: &Config,
+    topic: &str,
+    partitions: &[i32],
+    isolation: &str,
+) -> Result<HashMap<i32, (i64, i64)>> {
     let client: BaseConsumer<QuietContext> = base_client_config(
         config,
         &format!("auditchain-restore-ends-{}", config.kafka.instance_id),
     )
     .set("group.id", format!("{}-restore", config.kafka.group_id))
     .set("enable.auto.commit", "false")
-    .set("isolation.level", "read_uncommitted")
+    .set("isolation.level", isolation)
     .create_with_context(QuietContext)
     .map_err(|e| Error::kafka("creating the state high-watermark client", e))?;
     partitions

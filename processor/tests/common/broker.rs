@@ -164,3 +164,42 @@ pub fn open_foreign_transaction(
     foreign.flush(t).expect("flush");
     foreign
 }
+
+/// Appends one record to `topic`/`partition` outside any transaction, as
+/// anyone with write access to the topic could.
+pub async fn produce_plain(topic: &str, partition: i32, key: &[u8], value: &[u8]) {
+    let producer: rdkafka::producer::FutureProducer = client_config().create().expect("producer");
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to(topic)
+                .partition(partition)
+                .key(key)
+                .payload(value),
+            rdkafka::util::Timeout::Never,
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce");
+}
+
+/// Waits until the cluster's metadata no longer has `topic` (deleted).
+pub async fn wait_topic_gone(topic: &str) {
+    let probe: BaseConsumer = client_config().create().expect("metadata client");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let present = tokio::task::block_in_place(|| {
+            probe.fetch_metadata(Some(topic), Duration::from_secs(5))
+        })
+        .map(|md| {
+            md.topics()
+                .iter()
+                .any(|t| t.name() == topic && t.error().is_none())
+        })
+        .unwrap_or(true);
+        if !present {
+            return;
+        }
+        assert!(Instant::now() < deadline, "topic {topic} was not deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

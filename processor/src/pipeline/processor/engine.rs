@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::faults::{CommitCause, Faults};
 use crate::keys::KeySet;
 use crate::metrics::{Metrics, OutcomeLabel, ReasonLabel, ResultLabel};
+use crate::rebuild;
 use crate::records::{AnchorBatch, ChainedRecord, Header, QuarantineRecord};
 use crate::route::{self, Decoders, Input, Verdict, KEY_ID_HEADER, SIG_HEADER};
 use crate::sink::Sink;
@@ -71,6 +72,10 @@ struct Owned {
     /// Next input offset to process as of the last commit; records below
     /// it were processed already (a refetch) and are skipped.
     next_offset: Option<i64>,
+    /// The state was rebuilt from the trail: the next transaction of the
+    /// partition writes every tenant head, so the state topic is whole
+    /// again once its anchor head is the trail's.
+    rewrite_heads: bool,
 }
 
 /// Where the consumer must go before a partition's records count again.
@@ -395,16 +400,71 @@ impl Engine {
             self.output_partitions = needed;
         }
         let restored = state::restore(&self.config, &partitions)?;
-        let tenants: usize = restored.values().map(|s| s.tenants.len()).sum();
+        let state_starts =
+            state::high_watermarks(&self.config, &self.config.topics.state, &partitions)?;
+        let mut tenants = 0;
         for (p, group_offset) in pending {
-            let state = restored.get(p).cloned().unwrap_or_default();
+            let restored = restored.get(p).cloned().unwrap_or_default();
+            let log_start = state_starts.get(p).map_or(0, |(low, _)| *low);
+            let (state, rewrite_heads) = self.check_against_trail(*p, restored, log_start)?;
+            tenants += state.tenants.len();
             let next_offset = self.reconcile_offsets(*p, &state, *group_offset)?;
-            self.owned.insert(*p, Owned { state, next_offset });
+            self.owned.insert(
+                *p,
+                Owned {
+                    state,
+                    next_offset,
+                    rewrite_heads,
+                },
+            );
             self.unrestored.remove(p);
             // The consumer may already have fetched from the group's offset.
             self.rewind.insert(*p);
         }
         Ok(tenants)
+    }
+
+    /// Partition `p`'s `restored` state checked against the trail's last
+    /// anchor (see [`rebuild`]); when it is missing, behind or of another
+    /// history, the state rebuilt from the trail instead, and whether it
+    /// was (its heads are then rewritten). A state ahead of the trail, or a
+    /// trail that cannot be read to its tail, is an error: the partition is
+    /// not taken with a state that could fork a chain.
+    fn check_against_trail(
+        &self,
+        p: i32,
+        restored: PartitionState,
+        state_log_start: i64,
+    ) -> Result<(PartitionState, bool)> {
+        let tail = rebuild::last_anchor(&self.config, p)?;
+        let finding = rebuild::compare(&restored, state_log_start, tail.as_ref());
+        match finding {
+            rebuild::Finding::Consistent => return Ok((restored, false)),
+            rebuild::Finding::Ahead { state, trail } => {
+                tracing::error!(partition = p, state_anchor = state, trail_anchor = trail, "the chain state is ahead of the trail: the trail lost anchors; not taking the partition (run verify, restore the trail)");
+                self.metrics.state_rebuilt(finding.reason());
+                return Err(Error::State(format!(
+                    "partition {p}: the chain state is at anchor {state} but the trail's last anchor is {trail}: the trail lost anchors"
+                )));
+            }
+            _ => {}
+        }
+        let started = Instant::now();
+        let rebuilt = rebuild::rebuild(&self.config, p)?;
+        self.metrics.state_rebuilt(finding.reason());
+        tracing::warn!(
+            partition = p,
+            reason = finding.reason(),
+            finding = ?finding,
+            state_anchor = restored.anchor.anchor_seq,
+            trail_anchor = rebuilt.anchor.anchor_seq,
+            state_tenants = restored.tenants.len(),
+            tenants = rebuilt.tenants.len(),
+            next_offset = rebuilt.next_offset,
+            seconds = started.elapsed().as_secs_f64(),
+            "the chain state does not match the trail: rebuilt it from the trail's anchors; every chain continues where the trail has it"
+        );
+        Ok((rebuilt, true))
     }
 
     /// The next input offset of a restored partition. The state topic holds
@@ -915,7 +975,7 @@ impl Engine {
                 anchor_seq: batch.anchor.anchor_seq,
                 anchor_hash: batch.anchor_hash,
             };
-            self.write_state(*p, pending, &head)?;
+            self.write_state(*p, owned, pending, &head)?;
             sealed.anchors.insert(*p, head);
             sealed.offsets.insert(*p, pending.next_offset);
         }
@@ -924,10 +984,22 @@ impl Engine {
 
     /// The state records of one partition's segment: new tenant heads, the
     /// anchor head and the next input offset, all in this transaction.
-    fn write_state(&self, p: i32, pending: &Pending, anchor: &AnchorHead) -> Result<()> {
+    /// After a rebuild, the heads of every other tenant of the partition too.
+    fn write_state(
+        &self,
+        p: i32,
+        owned: &Owned,
+        pending: &Pending,
+        anchor: &AnchorHead,
+    ) -> Result<()> {
         let topic = &self.config.topics.input;
         let state_topic = &self.config.topics.state;
-        for (tenant, head) in &pending.heads {
+        let untouched = owned
+            .state
+            .tenants
+            .iter()
+            .filter(|(tenant, _)| owned.rewrite_heads && !pending.heads.contains_key(*tenant));
+        for (tenant, head) in pending.heads.iter().chain(untouched) {
             let (k, v) = state::tenant_record(topic, tenant, head);
             self.sink
                 .send(state_topic, p, Some(k.as_bytes()), &v, None)?;
@@ -966,7 +1038,10 @@ impl Engine {
                 if !pending.leaves.is_empty() {
                     owned.next_offset = Some(pending.next_offset);
                 }
-                pending.apply(&mut owned.state, anchor_heads.get(&p).copied());
+                let anchored = anchor_heads.get(&p).copied();
+                // Every head was written with that anchor head.
+                owned.rewrite_heads &= anchored.is_none();
+                pending.apply(&mut owned.state, anchored);
             }
         }
         self.update_gauges();

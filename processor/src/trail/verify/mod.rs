@@ -449,11 +449,14 @@ impl InputOffsets for InputReader {
 ///
 /// What is read is fixed first, in this order: the processor group's
 /// committed offsets (input below them must be in the output: they commit
-/// atomically with the anchors), then the anchors' ends, then the input's
-/// ends (past every anchor read, so the input an anchor covers is all
-/// read), then the records' ends (every anchor read has its records in
-/// range). Input inside an anchored range must be in the output whatever
-/// the committed offsets say.
+/// atomically with the anchors), then the record streams' cuts (their last
+/// stable offsets: every record before a cut must be covered by an anchor
+/// read, see [`stream::run`]), then the anchors' ends (after the cuts, so
+/// the anchor of every record before a cut is read: a trail being written
+/// raises no false alarm), then the input's ends (past every anchor read,
+/// so the input an anchor covers is all read), then the records' ends
+/// (every anchor read has its records in range). Input inside an anchored
+/// range must be in the output whatever the committed offsets say.
 pub fn verify(
     config: &Config,
     producer_keys: &KeySet,
@@ -476,6 +479,8 @@ pub fn verify(
         HashMap::new()
     };
     let ends = |topic: &str| read::watermarks(config, topic, &partitions);
+    let cuts = |topic: &str| read::stable_offsets(config, topic, &partitions);
+    let (chained_cuts, quarantine_cuts) = (cuts(&t.chained)?, cuts(&t.quarantine)?);
     let anchor_ends = ends(&t.anchors)?;
     let input_ends = if check_input {
         ends(&t.input)?
@@ -572,14 +577,16 @@ pub fn verify(
                     ANCHOR_CHUNK,
                     prefetch(scope, anchors, ANCHOR_CHUNK),
                 ),
-                chained: Stream::new(&t.chained, p, c0, CHUNK, prefetch(scope, chained, CHUNK)),
+                chained: Stream::new(&t.chained, p, c0, CHUNK, prefetch(scope, chained, CHUNK))
+                    .with_cut(span(&chained_cuts, p).1),
                 quarantined: Stream::new(
                     &t.quarantine,
                     p,
                     q0,
                     CHUNK,
                     prefetch(scope, quarantined, CHUNK),
-                ),
+                )
+                .with_cut(span(&quarantine_cuts, p).1),
             };
             stream::run(&mut check, &mut streams, &mut |n| {
                 done += n;
@@ -1016,6 +1023,61 @@ mod tests {
         assert_eq!(found[0].place, "in/0@200", "{found:?}");
     }
 
+    /// Where the records of source offset `from` on start in `b`'s chained
+    /// and quarantine lists: the cuts of a run that fixed what it reads
+    /// while the transaction starting there was still open.
+    fn cuts_at(b: &Built, from: u64) -> (i64, i64) {
+        let at = |offsets: Vec<u64>| offsets.iter().take_while(|o| **o < from).count() as i64;
+        (
+            at(b.trail.chained.iter().map(|c| c.source_offset).collect()),
+            at(b.trail
+                .quarantined
+                .iter()
+                .map(|q| q.source_offset)
+                .collect()),
+        )
+    }
+
+    #[test]
+    fn records_committed_after_the_anchors_end_are_left_for_the_next_run() {
+        // A live trail: the last transaction (input 200..) committed after
+        // the anchors' end was read, so its anchor is not among them; it
+        // had not ended when the cuts were taken.
+        let mut b = long_trail(300, 5, 100, 7);
+        b.trail.anchors.pop();
+        let cuts = cuts_at(&b, 200);
+        let r = run_cut(&b, Scope::default(), None, None, 64, cuts);
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!(r.chained + r.quarantined, 200);
+        // The same run with cuts taken later (the transaction had ended,
+        // so its anchor must be there): the records are uncovered.
+        let cuts = cuts_at(&b, 250);
+        let r = run_cut(&b, Scope::default(), None, None, 64, cuts);
+        assert_eq!(
+            r.problems.iter().map(|p| p.kind).collect::<Vec<_>>(),
+            vec![Kind::Uncovered],
+            "{:?}",
+            r.problems
+        );
+        assert_eq!(r.problems[0].place, "in/0@200", "{:?}", r.problems);
+    }
+
+    #[test]
+    fn records_past_the_cut_that_an_anchor_covers_are_checked_with_it() {
+        // Every anchor was read, though the cut is before the last
+        // transaction's records: they are verified with their anchor, and a
+        // record altered there is still found.
+        let mut b = long_trail(300, 5, 100, 7);
+        let cuts = cuts_at(&b, 200);
+        let r = run_cut(&b, Scope::default(), None, None, 64, cuts);
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!(r.chained + r.quarantined, 300);
+        let last = b.trail.chained.len() - 1;
+        b.trail.chained[last].event.push(0);
+        let r = run_cut(&b, Scope::default(), None, None, 64, cuts);
+        assert!(!r.ok());
+    }
+
     #[test]
     fn a_missing_anchor_in_the_middle_is_a_gap() {
         let mut b = long_trail(300, 5, 100, 7);
@@ -1150,6 +1212,19 @@ mod tests {
         input: Option<Vec<u64>>,
         chunk: usize,
     ) -> Report {
+        run_cut(b, scope, state, input, chunk, (i64::MAX, i64::MAX))
+    }
+
+    /// [`run_chunked`] with the chained and quarantine streams cut at
+    /// `cuts` (output offsets: positions in the trail's lists).
+    fn run_cut(
+        b: &Built,
+        scope: Scope<'_>,
+        state: Option<&PartitionState>,
+        input: Option<Vec<u64>>,
+        chunk: usize,
+        cuts: (i64, i64),
+    ) -> Report {
         let next = state.map(|s| s.next);
         let input = input.map(|v| {
             let from = next.map_or(0, |n| n.input as u64);
@@ -1201,14 +1276,16 @@ mod tests {
                 ANCHOR_CHUNK,
                 VecSource(items(anchors)),
             ),
-            chained: Stream::new("chained", 0, c0 as i64, chunk, VecSource(items(chained))),
+            chained: Stream::new("chained", 0, c0 as i64, chunk, VecSource(items(chained)))
+                .with_cut(cuts.0),
             quarantined: Stream::new(
                 "quarantine",
                 0,
                 q0 as i64,
                 chunk,
                 VecSource(items(quarantined)),
-            ),
+            )
+            .with_cut(cuts.1),
         };
         stream::run(&mut check, &mut streams, &mut |_| {}).expect("run");
         check.finish().expect("finish")

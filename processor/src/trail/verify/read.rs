@@ -95,7 +95,8 @@ impl PartitionReader {
     }
 
     /// [`PartitionReader::open`] with a client configuration of the
-    /// caller's (a bare bootstrap list, say) and either isolation level.
+    /// caller's (a bare bootstrap list, say; its `group.id`, if set, is
+    /// kept) and either isolation level.
     pub fn with_client(
         mut client: ClientConfig,
         isolation: Isolation,
@@ -106,16 +107,19 @@ impl PartitionReader {
     ) -> Result<Self> {
         let (low, high) = ends;
         let consumer = if high > from.unwrap_or(low).max(low) {
-            let consumer: BaseConsumer<QuietContext> = client
-                // The auditor's ACLs let it read under this prefix only.
-                .set(
+            // The auditor's ACLs let it read under this prefix only; a
+            // caller with a group of its own (the processor's restore) keeps it.
+            if client.get("group.id").is_none() {
+                client.set(
                     "group.id",
                     format!(
                         "{}{}",
                         crate::acls::VERIFY_GROUP_PREFIX,
                         uuid::Uuid::new_v4().simple()
                     ),
-                )
+                );
+            }
+            let consumer: BaseConsumer<QuietContext> = client
                 .set("enable.auto.commit", "false")
                 .set("isolation.level", isolation.name())
                 .set("enable.partition.eof", "true")
@@ -196,13 +200,29 @@ pub fn watermarks(
     topic: &str,
     partitions: &[i32],
 ) -> Result<HashMap<i32, (i64, i64)>> {
+    crate::state::high_watermarks(config, topic, &present(config, topic, partitions)?)
+}
+
+/// The (low watermark, last stable offset) of `partitions` of `topic`:
+/// every transaction with a record before the LSO had ended when it was
+/// read. Partitions the topic does not have are left out.
+pub fn stable_offsets(
+    config: &Config,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<HashMap<i32, (i64, i64)>> {
+    crate::state::stable_offsets(config, topic, &present(config, topic, partitions)?)
+}
+
+/// Those of `partitions` that `topic` has; an error names a topic that does
+/// not exist.
+fn present(config: &Config, topic: &str, partitions: &[i32]) -> Result<Vec<i32>> {
     let count = topic_partitions(config, topic)?;
-    let present: Vec<i32> = partitions
+    Ok(partitions
         .iter()
         .copied()
         .filter(|p| (*p as usize) < count)
-        .collect();
-    crate::state::high_watermarks(config, topic, &present)
+        .collect())
 }
 
 /// Reads every partition of `topic` to its end (`read_committed`), handing

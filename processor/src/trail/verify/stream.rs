@@ -174,6 +174,11 @@ pub struct Stream<T, S> {
     next_offset: i64,
     /// The source offset of the last record `take_through` handed over.
     last_source: Option<u64>,
+    /// The output offset from which a record no anchor covers is not part
+    /// of this run (see [`run`]); `i64::MAX` by default.
+    cut: i64,
+    /// Whether the anchors are over, so records from `cut` on are left out.
+    cut_applies: bool,
 }
 
 impl<T, S: Source<T>> Stream<T, S> {
@@ -190,7 +195,48 @@ impl<T, S: Source<T>> Stream<T, S> {
             done: false,
             next_offset: start,
             last_source: None,
+            cut: i64::MAX,
+            cut_applies: false,
         }
+    }
+
+    /// The same stream, with records from output offset `cut` on left out
+    /// once no anchor is left to cover them: they were committed after the
+    /// run fixed what it reads (see [`run`]).
+    pub fn with_cut(mut self, cut: i64) -> Self {
+        self.cut = cut;
+        self
+    }
+
+    /// Leaves out, from now on, every record from the cut on.
+    fn apply_cut(&mut self) {
+        self.cut_applies = true;
+        self.drop_past_cut();
+    }
+
+    fn drop_past_cut(&mut self) {
+        if !self.cut_applies {
+            return;
+        }
+        let cut = self.cut;
+        if let Some(at) = self.buffer.iter().position(|i| match i {
+            Item::Record(o, _) | Item::Undecodable(o, _) => *o >= cut,
+        }) {
+            // Output offsets only grow: everything after is past it too.
+            self.buffer.truncate(at);
+            self.done = true;
+        }
+    }
+
+    /// Reads one more chunk into the buffer (unless the source is over).
+    fn read_chunk(&mut self) -> Result<()> {
+        if !self.done {
+            self.source.next_chunk(self.chunk_size, &mut self.chunk)?;
+            self.done = self.chunk.is_empty();
+            self.buffer.extend(self.chunk.drain(..));
+            self.drop_past_cut();
+        }
+        Ok(())
     }
 
     /// The output offset after the last record handed over.
@@ -204,10 +250,8 @@ impl<T, S: Source<T>> Stream<T, S> {
 
     /// Refills the buffer when it is empty; false when nothing is left.
     fn fill(&mut self) -> Result<bool> {
-        if self.buffer.is_empty() && !self.done {
-            self.source.next_chunk(self.chunk_size, &mut self.chunk)?;
-            self.done = self.chunk.is_empty();
-            self.buffer.extend(self.chunk.drain(..));
+        if self.buffer.is_empty() {
+            self.read_chunk()?;
         }
         Ok(!self.buffer.is_empty())
     }
@@ -289,10 +333,8 @@ impl<T: SourceOffset, S: Source<T>> Stream<T, S> {
     /// place, does not continue the sequence; it is taken in its turn and
     /// the chain and completeness checks report it.)
     fn front_out_of_order(&mut self, bound: u64) -> Result<bool> {
-        if self.buffer.len() < self.chunk_size && !self.done {
-            self.source.next_chunk(self.chunk_size, &mut self.chunk)?;
-            self.done = self.chunk.is_empty();
-            self.buffer.extend(self.chunk.drain(..));
+        if self.buffer.len() < self.chunk_size {
+            self.read_chunk()?;
         }
         let next_within = self.buffer.iter().skip(1).find_map(|i| match i {
             Item::Record(_, t) if t.source_offset() <= bound => Some(t.source_offset()),
@@ -343,9 +385,20 @@ impl<A, C: Source<Link>, Q: Source<QuarantineLeaf>> Streams<A, C, Q> {
 }
 
 /// Runs `check` over `streams`: each anchor after the records it may cover,
-/// then what follows the last anchor (none in a sound trail: a record
-/// commits with its anchor). `progress` is told how many records were
-/// taken each time.
+/// then what follows the last anchor before the record streams' cuts (none
+/// in a sound trail: a record commits with its anchor). `progress` is told
+/// how many records were taken each time.
+///
+/// The cuts make a trail that is being written verifiable (DESIGN.md §3).
+/// A record stream's cut is its last stable offset taken *before* the
+/// anchors' end was: every record before it belongs to a transaction that
+/// had ended by then, so its anchor is among the anchors read, and a record
+/// before the cut that no anchor covers is an error (an appended forgery
+/// looks exactly like that). Records from the cut on may belong to
+/// transactions that committed after the anchors' end was taken: those an
+/// anchor read covers are checked with it, the rest are not part of this
+/// run (the next one reads them), so a live trail raises no false alarm
+/// and nothing this run reports as verified depends on them.
 pub fn run<A, C, Q>(
     check: &mut PartitionCheck<'_>,
     streams: &mut Streams<A, C, Q>,
@@ -370,6 +423,8 @@ where
         });
         progress(n);
     }
+    streams.chained.apply_cut();
+    streams.quarantined.apply_cut();
     loop {
         let bound = match (streams.chained.horizon()?, streams.quarantined.horizon()?) {
             (None, None) => return Ok(()),
