@@ -14,7 +14,14 @@ use std::time::Duration;
 async fn thirty_thousand_long_tenant_ids_in_one_partition_do_not_stall() {
     let fx = common::Fixture::new(1, false).await;
     let anchors_topic = fx.config("setup").topics.anchors;
-    common::create_topic(&anchors_topic, 1, &[]).await;
+    // An existing anchors topic, kept for good as a trail topic must be,
+    // with the broker's default max.message.bytes.
+    common::create_topic(
+        &anchors_topic,
+        1,
+        &auditchain::retention::TRAIL_TOPIC_CONFIG,
+    )
+    .await;
     let mut spec = fx.spec(30_000, 30_000, 0);
     // `<prefix>-<i>`: 68 characters for the larger ids.
     spec.tenant_prefix = format!("tenant-{}", "x".repeat(56));
