@@ -392,17 +392,7 @@ async fn a_secured_deployment_processes_verifies_and_refuses_everyone_else() {
     })
     .expect("read the chained topic as admin");
     let (partition, tip) = last.into_iter().next().expect("a chained record");
-    let mut forged = tip.clone();
-    forged.seq = tip.seq + 1;
-    forged.prev_hash = tip.entry_hash;
-    forged.source_offset = tip.source_offset + 1_000;
-    forged.entry_hash = auditchain::chain::hash::entry_hash(
-        &forged.tenant_id,
-        forged.seq,
-        &forged.prev_hash,
-        &forged.event_digest,
-        forged.source(),
-    );
+    let forged = common::forged_successor(&tip, 1_000);
     let value = forged
         .encode(admin.schemas.chained_record_id)
         .expect("encode the forged record");

@@ -63,18 +63,9 @@ async fn a_trail_being_written_verifies_and_an_appended_forgery_still_fails() {
     let config = fx.config("forger");
     let chained = common::read_to_end(&config.topics.chained, 1, "read_committed");
     let last = chained.last().expect("a chained record");
-    let mut forged =
+    let tip =
         ChainedRecord::decode(rdkafka::Message::payload(last).expect("value")).expect("decodes");
-    forged.seq += 1;
-    forged.prev_hash = forged.entry_hash;
-    forged.source_offset += 1_000_000;
-    forged.entry_hash = auditchain::chain::hash::entry_hash(
-        &forged.tenant_id,
-        forged.seq,
-        &forged.prev_hash,
-        &forged.event_digest,
-        forged.source(),
-    );
+    let forged = common::forged_successor(&tip, 1_000_000);
     let stream = fx.stream(10, 50, Duration::from_millis(250));
     common::produce_plain(
         &config.topics.chained,
@@ -236,6 +227,24 @@ async fn a_state_topic_that_also_deletes_stops_start_up() {
     assert!(err.contains("--add-config cleanup.policy=compact"), "{err}");
 }
 
+/// Starts the processor, publishes `events` more, waits until they are
+/// processed and stops it: its metrics as it stopped.
+async fn process_more(fx: &common::Fixture, events: usize) -> String {
+    let metrics = auditchain::metrics::Metrics::new();
+    let options = auditchain::processor::RunOptions {
+        traces: auditchain::telemetry::Traces::off(),
+        faults: None,
+        metrics: Some(std::sync::Arc::clone(&metrics)),
+    };
+    let running = fx.start_with("rebuild-1", options);
+    fx.produce(&fx.spec(events, 9, 0)).await;
+    fx.wait_caught_up(&[&running], Duration::from_secs(120))
+        .await;
+    let text = metrics.render();
+    running.stop();
+    text
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_state_topic_is_rebuilt_from_the_trail_and_no_chain_restarts() {
     let fx = common::Fixture::new(2, false).await;
@@ -258,18 +267,7 @@ async fn a_lost_state_topic_is_rebuilt_from_the_trail_and_no_chain_restarts() {
     assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
     common::wait_topic_gone(&config.topics.state).await;
 
-    let metrics = auditchain::metrics::Metrics::new();
-    let options = auditchain::processor::RunOptions {
-        traces: auditchain::telemetry::Traces::off(),
-        faults: None,
-        metrics: Some(std::sync::Arc::clone(&metrics)),
-    };
-    let running = fx.start_with("rebuild-1", options);
-    fx.produce(&fx.spec(300, 9, 0)).await;
-    fx.wait_caught_up(&[&running], Duration::from_secs(120))
-        .await;
-    let text = metrics.render();
-    running.stop();
+    let text = process_more(&fx, 300).await;
 
     // Every chain continued: no seq repeated, nothing lost or duplicated.
     let report = verify_live(&fx);
@@ -290,18 +288,7 @@ async fn a_lost_state_topic_is_rebuilt_from_the_trail_and_no_chain_restarts() {
 
     // The rebuilt heads were written back whole: a further restart restores
     // them from the state topic and finds it consistent.
-    let metrics = auditchain::metrics::Metrics::new();
-    let options = auditchain::processor::RunOptions {
-        traces: auditchain::telemetry::Traces::off(),
-        faults: None,
-        metrics: Some(std::sync::Arc::clone(&metrics)),
-    };
-    let running = fx.start_with("rebuild-1", options);
-    fx.produce(&fx.spec(100, 9, 0)).await;
-    fx.wait_caught_up(&[&running], Duration::from_secs(120))
-        .await;
-    let text = metrics.render();
-    running.stop();
+    let text = process_more(&fx, 100).await;
     assert!(
         !text.contains("auditchain_state_rebuilds_total{"),
         "restored state matched the trail: {text}"

@@ -504,3 +504,25 @@ pub fn fault_options(
         metrics: Some(std::sync::Arc::clone(metrics)),
     }
 }
+
+/// The record a forger with write access to the chained topic would append
+/// after `tip`: the next seq, linked to it, the same signed event (so its
+/// producer signature holds), `gap` input offsets further, its entry hash
+/// recomputed. Only the processor's key could sign an anchor over it.
+pub fn forged_successor(
+    tip: &auditchain::records::ChainedRecord,
+    gap: u64,
+) -> auditchain::records::ChainedRecord {
+    let mut forged = tip.clone();
+    forged.seq = tip.seq + 1;
+    forged.prev_hash = tip.entry_hash;
+    forged.source_offset = tip.source_offset + gap;
+    forged.entry_hash = auditchain::chain::hash::entry_hash(
+        &forged.tenant_id,
+        forged.seq,
+        &forged.prev_hash,
+        &forged.event_digest,
+        forged.source(),
+    );
+    forged
+}
