@@ -297,3 +297,61 @@ async fn a_lost_state_topic_is_rebuilt_from_the_trail_and_no_chain_restarts() {
     common::assert_verified(&report);
     assert_eq!(report.input_records, Some(700));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_state_topic_made_again_under_a_running_processor_is_rebuilt_once() {
+    let fx = common::Fixture::new(2, false).await;
+    let config = fx.config("rebuild-1");
+    fx.produce(&fx.spec(300, 9, 0)).await;
+    let running = fx.start("rebuild-1");
+    fx.wait_caught_up(&[&running], Duration::from_secs(120))
+        .await;
+    // The state topic deleted and made again (as a second instance's
+    // start-up makes a missing one) under the running processor, which goes
+    // on writing the heads of the tenants it chains: other tenants only, so
+    // the new topic has a current anchor head and none of the first nine's.
+    let admin = auditchain::kafka::admin_client(&config).expect("admin");
+    let deleted = admin
+        .delete_topics(
+            &[config.topics.state.as_str()],
+            &rdkafka::admin::AdminOptions::new(),
+        )
+        .await
+        .expect("delete_topics");
+    assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
+    common::wait_topic_gone(&config.topics.state).await;
+    let made = auditchain::kafka::ensure_topics(&config)
+        .await
+        .expect("topics");
+    assert_eq!(made.created, vec![config.topics.state.clone()]);
+    let mut others = fx.spec(100, 5, 0);
+    others.tenant_prefix = "other".into();
+    fx.produce(&others).await;
+    fx.wait_caught_up(&[&running], Duration::from_secs(120))
+        .await;
+    running.stop();
+
+    // No whole write of the heads in the new topic: rebuilt from the
+    // trail, and the first tenants' chains continue.
+    let text = process_more(&fx, 100).await;
+    let report = verify_live(&fx);
+    common::assert_verified(&report);
+    assert_eq!(report.input_records, Some(500));
+    let rebuilt = common::metric(
+        &text,
+        "auditchain_state_rebuilds_total",
+        "reason=\"missing\"",
+    );
+    assert_eq!(rebuilt, 2.0, "both partitions rebuilt: {text}");
+
+    // The heads were then written whole after a `w` record: the next
+    // restore trusts the state topic.
+    let text = process_more(&fx, 100).await;
+    assert!(
+        !text.contains("auditchain_state_rebuilds_total{"),
+        "restored state matched the trail: {text}"
+    );
+    let report = verify_live(&fx);
+    common::assert_verified(&report);
+    assert_eq!(report.input_records, Some(600));
+}

@@ -112,18 +112,9 @@ impl Retention {
         if self.loss().is_none() {
             return format!("kept for good (cleanup.policy={})", self.cleanup_policy);
         }
-        let bound = |v: i64| {
-            if v < 0 {
-                "-1".to_string()
-            } else {
-                v.to_string()
-            }
-        };
         format!(
             "records can be deleted: cleanup.policy={} retention.ms={} retention.bytes={}",
-            self.cleanup_policy,
-            bound(self.retention_ms),
-            bound(self.retention_bytes)
+            self.cleanup_policy, self.retention_ms, self.retention_bytes
         )
     }
 }

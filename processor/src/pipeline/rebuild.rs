@@ -12,8 +12,6 @@
 //! input resumes (every data record before it is in the trail, chained or
 //! quarantined). The decisions ([`compare`], [`Rebuilt::fold`]) do no I/O.
 
-use std::collections::HashMap;
-
 use crate::chain;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -27,8 +25,11 @@ pub enum Finding {
     /// The state's anchor head is the trail's last anchor, and the heads
     /// that anchor carries are the state's.
     Consistent,
-    /// The state has no anchor head (or lost records: its log starts past
-    /// offset 0) while the trail has anchors.
+    /// The trail has anchors, but the state has no anchor head, or no whole
+    /// write of the heads (the `w` record, [`crate::state::whole_record`]):
+    /// the state topic was deleted and made again (perhaps written to since
+    /// by an instance that never restored), lost records to retention, or
+    /// was written by a version without whole writes.
     Missing,
     /// The state's anchor head is an earlier anchor than the trail's last.
     Behind {
@@ -63,14 +64,9 @@ impl Finding {
     }
 }
 
-/// Compares `state` (restored from a state partition whose log starts at
-/// `state_log_start`) with `tail`, the trail's last anchor of the
-/// partition.
-pub fn compare(
-    state: &PartitionState,
-    state_log_start: i64,
-    tail: Option<&AnchorBatch>,
-) -> Finding {
+/// Compares the restored `state` with `tail`, the trail's last anchor of
+/// the partition.
+pub fn compare(state: &PartitionState, tail: Option<&AnchorBatch>) -> Finding {
     let head = &state.anchor;
     let Some(tail) = tail else {
         return if head.anchor_seq == 0 && state.tenants.is_empty() {
@@ -83,7 +79,9 @@ pub fn compare(
         };
     };
     let trail = tail.anchor.anchor_seq;
-    if head.anchor_seq == 0 || state_log_start > 0 {
+    // Without a whole write of the heads nothing shows that the log holds
+    // every head, whatever the anchor head says.
+    if head.anchor_seq == 0 || state.whole_since.is_none() {
         return Finding::Missing;
     }
     if head.anchor_seq < trail {
@@ -257,21 +255,12 @@ fn decode(topic: &str, m: &rdkafka::message::BorrowedMessage<'_>) -> Result<Anch
     })
 }
 
-/// The tenant heads of `state` as a map, for comparing two states in
-/// tests and logs.
-pub fn heads(state: &PartitionState) -> HashMap<String, (u64, String)> {
-    state
-        .tenants
-        .iter()
-        .map(|(t, h)| (t.clone(), (h.seq, hex::encode(h.entry_hash))))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::chain::anchor::{Anchor, TenantHead};
     use crate::chain::ZERO;
+    use std::collections::HashMap;
 
     fn anchor(seq: u64, prev: chain::Hash, heads: &[(&str, u64)], last_offset: u64) -> AnchorBatch {
         let anchor = Anchor {
@@ -303,6 +292,15 @@ mod tests {
         }
     }
 
+    /// The tenant heads of `state`: tenant to (seq, hex entry hash).
+    fn heads(state: &PartitionState) -> HashMap<String, (u64, String)> {
+        state
+            .tenants
+            .iter()
+            .map(|(t, h)| (t.clone(), (h.seq, hex::encode(h.entry_hash))))
+            .collect()
+    }
+
     fn trail() -> Vec<AnchorBatch> {
         let a1 = anchor(1, ZERO, &[("a", 3), ("b", 1)], 9);
         let a2 = anchor(2, a1.anchor_hash, &[("b", 4)], 19);
@@ -310,12 +308,16 @@ mod tests {
         vec![a1, a2, a3]
     }
 
+    /// The state of `anchors` as a restore reads it back after a whole
+    /// write of the heads.
     fn rebuilt(anchors: &[AnchorBatch]) -> PartitionState {
         let mut r = Rebuilt::default();
         for a in anchors {
             r.fold("in", 0, a).expect("continues");
         }
-        r.finish()
+        let mut s = r.finish();
+        s.whole_since = Some(1);
+        s
     }
 
     #[test]
@@ -333,7 +335,7 @@ mod tests {
         assert_eq!(s.anchor.anchor_seq, 3);
         assert_eq!(s.anchor.anchor_hash, t[2].anchor_hash);
         assert_eq!(s.next_offset, Some(30));
-        assert_eq!(compare(&s, 0, t.last()), Finding::Consistent);
+        assert_eq!(compare(&s, t.last()), Finding::Consistent);
     }
 
     #[test]
@@ -355,32 +357,31 @@ mod tests {
         let t = trail();
         let full = rebuilt(&t);
         let empty = PartitionState::default();
-        assert_eq!(compare(&empty, 0, None), Finding::Consistent);
-        assert_eq!(compare(&empty, 0, t.last()), Finding::Missing);
-        // The state topic lost its first records (DeleteRecords).
-        assert_eq!(compare(&full, 5, t.last()), Finding::Missing);
+        assert_eq!(compare(&empty, None), Finding::Consistent);
+        assert_eq!(compare(&empty, t.last()), Finding::Missing);
+        // Up to date, but with no whole write of the heads in its log.
+        let mut unproven = full.clone();
+        unproven.whole_since = None;
+        assert_eq!(compare(&unproven, t.last()), Finding::Missing);
         assert_eq!(
-            compare(&rebuilt(&t[..2]), 0, t.last()),
+            compare(&rebuilt(&t[..2]), t.last()),
             Finding::Behind { state: 2, trail: 3 }
         );
         assert_eq!(
-            compare(&full, 0, t.get(1)),
+            compare(&full, t.get(1)),
             Finding::Ahead { state: 3, trail: 2 }
         );
-        assert_eq!(
-            compare(&full, 0, None),
-            Finding::Ahead { state: 3, trail: 0 }
-        );
+        assert_eq!(compare(&full, None), Finding::Ahead { state: 3, trail: 0 });
         let mut forked = full.clone();
         forked.anchor.anchor_hash = [7; 32];
         assert!(matches!(
-            compare(&forked, 0, t.last()),
+            compare(&forked, t.last()),
             Finding::OtherHistory(_)
         ));
         let mut lost_tenant = full;
         lost_tenant.tenants.remove("c");
         assert!(matches!(
-            compare(&lost_tenant, 0, t.last()),
+            compare(&lost_tenant, t.last()),
             Finding::OtherHistory(w) if w.contains("`c`")
         ));
     }

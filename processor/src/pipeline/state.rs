@@ -3,8 +3,8 @@
 //! state topic (same partition number as the input) and restored from it on
 //! assignment.
 //!
-//! Keys are `t/<tenant id>` for a tenant chain, `a` for the anchor head and
-//! `o` for the next input offset. DESIGN.md allows the bare tenant id as key
+//! Keys are `t/<tenant id>` for a tenant chain, `a` for the anchor head,
+//! `o` for the next input offset and `w` for a whole write of the heads. DESIGN.md allows the bare tenant id as key
 //! with a reserved key for the anchor; the prefix makes a collision between a
 //! tenant named like a reserved key and the anchor or offset record
 //! impossible. Values are small JSON documents, readable with any console
@@ -20,6 +20,15 @@
 //!   sequence number, and a reader that mixes the two should fail loudly.
 //!   A state written before this key existed has no `o` record
 //!   ([`PartitionState::next_offset`] is `None`).
+//! - `w`: `{"v":1,"source_topic":"…","seq":N}`: every tenant head of the
+//!   partition is written after this record, in the transaction of anchor
+//!   N: the partition's first transaction, or the first after its state
+//!   was rebuilt from the trail ([`crate::rebuild`]). It is written first
+//!   in that transaction, so a log that has it holds every head: records
+//!   deleted from the start of the log took nothing after it, compaction
+//!   keeps the newest record of each key, and a topic deleted and made
+//!   again has none until its next whole write. A state without one is
+//!   rebuilt from the trail.
 //!
 //! ## Where a restore ends
 //!
@@ -60,6 +69,8 @@ use crate::kafka::{base_client_config, QuietContext, ADMIN_TIMEOUT};
 pub const ANCHOR_KEY: &str = "a";
 /// Key of a partition's next input offset.
 pub const OFFSET_KEY: &str = "o";
+/// Key of the record written before a whole rewrite of the heads.
+pub const WHOLE_KEY: &str = "w";
 /// Prefix of a tenant chain head's key.
 pub const TENANT_PREFIX: &str = "t/";
 
@@ -123,6 +134,10 @@ pub struct PartitionState {
     /// `None` when the state has none (never written, or written by a
     /// version without it).
     pub next_offset: Option<i64>,
+    /// The anchor seq of the last whole write of the heads (the `w`
+    /// record), if the log has one: only then does it hold every head (see
+    /// [`crate::rebuild::compare`]).
+    pub whole_since: Option<u64>,
 }
 
 /// A state record's value; which fields are present depends on the key
@@ -170,6 +185,21 @@ pub fn offset_record(source_topic: &str, next_offset: i64) -> (String, Vec<u8>) 
             seq: None,
             hash: None,
             next_offset: Some(next_offset),
+        },
+    )
+}
+
+/// The record that opens a whole rewrite of the heads in the transaction
+/// of anchor `anchor_seq`: send it before the heads.
+pub fn whole_record(source_topic: &str, anchor_seq: u64) -> (String, Vec<u8>) {
+    encode(
+        WHOLE_KEY.to_string(),
+        Stored {
+            v: 1,
+            source_topic: source_topic.to_string(),
+            seq: Some(anchor_seq),
+            hash: None,
+            next_offset: None,
         },
     )
 }
@@ -231,6 +261,10 @@ impl PartitionState {
         let seq = stored
             .seq
             .ok_or_else(|| Error::State(format!("state record `{key}`: no seq")))?;
+        if key == WHOLE_KEY {
+            self.whole_since = Some(seq);
+            return Ok(());
+        }
         let hash: Hash = stored
             .hash
             .as_deref()
@@ -643,6 +677,22 @@ mod tests {
         }
         assert_eq!(s.next_offset, Some(1_200));
         // The offset record touches neither the tenants nor the anchor.
+        assert!(s.tenants.is_empty());
+        assert_eq!(s.anchor, AnchorHead::default());
+    }
+
+    #[test]
+    fn the_whole_rewrite_record_is_documented_json_and_touches_no_head() {
+        let mut s = PartitionState::default();
+        assert_eq!(s.whole_since, None);
+        let (k, v) = whole_record("in", 7);
+        assert_eq!(k, WHOLE_KEY);
+        assert_eq!(
+            std::str::from_utf8(&v).expect("utf-8"),
+            r#"{"v":1,"source_topic":"in","seq":7}"#
+        );
+        s.apply("in", k.as_bytes(), &v).expect("apply");
+        assert_eq!(s.whole_since, Some(7));
         assert!(s.tenants.is_empty());
         assert_eq!(s.anchor, AnchorHead::default());
     }

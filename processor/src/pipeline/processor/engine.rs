@@ -72,9 +72,9 @@ struct Owned {
     /// Next input offset to process as of the last commit; records below
     /// it were processed already (a refetch) and are skipped.
     next_offset: Option<i64>,
-    /// The state was rebuilt from the trail: the next transaction of the
-    /// partition writes every tenant head, so the state topic is whole
-    /// again once its anchor head is the trail's.
+    /// The state topic does not show it holds every head (the state was
+    /// rebuilt from the trail, or the partition is new): the partition's
+    /// next transaction writes every tenant head after a `w` record.
     rewrite_heads: bool,
 }
 
@@ -400,13 +400,10 @@ impl Engine {
             self.output_partitions = needed;
         }
         let restored = state::restore(&self.config, &partitions)?;
-        let state_starts =
-            state::high_watermarks(&self.config, &self.config.topics.state, &partitions)?;
         let mut tenants = 0;
         for (p, group_offset) in pending {
             let restored = restored.get(p).cloned().unwrap_or_default();
-            let log_start = state_starts.get(p).map_or(0, |(low, _)| *low);
-            let (state, rewrite_heads) = self.check_against_trail(*p, restored, log_start)?;
+            let (state, rewrite_heads) = self.check_against_trail(*p, restored)?;
             tenants += state.tenants.len();
             let next_offset = self.reconcile_offsets(*p, &state, *group_offset)?;
             self.owned.insert(
@@ -434,12 +431,16 @@ impl Engine {
         &self,
         p: i32,
         restored: PartitionState,
-        state_log_start: i64,
     ) -> Result<(PartitionState, bool)> {
         let tail = rebuild::last_anchor(&self.config, p)?;
-        let finding = rebuild::compare(&restored, state_log_start, tail.as_ref());
+        let finding = rebuild::compare(&restored, tail.as_ref());
         match finding {
-            rebuild::Finding::Consistent => return Ok((restored, false)),
+            // A partition the trail has nothing of yet: its first
+            // transaction writes every head, after a `w` record.
+            rebuild::Finding::Consistent => {
+                let whole = restored.whole_since.is_some();
+                return Ok((restored, !whole));
+            }
             rebuild::Finding::Ahead { state, trail } => {
                 tracing::error!(partition = p, state_anchor = state, trail_anchor = trail, "the chain state is ahead of the trail: the trail lost anchors; not taking the partition (run verify, restore the trail)");
                 self.metrics.state_rebuilt(finding.reason());
@@ -984,7 +985,8 @@ impl Engine {
 
     /// The state records of one partition's segment: new tenant heads, the
     /// anchor head and the next input offset, all in this transaction.
-    /// After a rebuild, the heads of every other tenant of the partition too.
+    /// After a rebuild, the heads of every other tenant of the partition
+    /// too, after a `w` record that says so (see [`state::whole_record`]).
     fn write_state(
         &self,
         p: i32,
@@ -994,6 +996,11 @@ impl Engine {
     ) -> Result<()> {
         let topic = &self.config.topics.input;
         let state_topic = &self.config.topics.state;
+        if owned.rewrite_heads {
+            let (k, v) = state::whole_record(topic, anchor.anchor_seq);
+            self.sink
+                .send(state_topic, p, Some(k.as_bytes()), &v, None)?;
+        }
         let untouched = owned
             .state
             .tenants
