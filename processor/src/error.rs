@@ -150,14 +150,18 @@ pub enum Error {
     /// sign of a broken producer: retry the restore after a backoff (see
     /// [`crate::state::restore`]).
     #[error(
-        "restoring chain state from `{topic}` did not reach the end of partitions {partitions:?} \
-         within {waited_secs} s ({detail}); not fatal: retry the restore"
+        "restoring chain state from `{topic}`: partitions {partitions:?} made no progress towards \
+         their end for {limit_secs} s, {waited_secs} s into the restore ({detail}); not fatal: retry \
+         the restore"
     )]
     RestoreIncomplete {
         /// The state topic.
         topic: String,
-        /// The partitions that did not reach their high watermark.
+        /// The partitions that stood still before their high watermark.
         partitions: Vec<i32>,
+        /// How long a partition may stand still
+        /// ([`crate::state::RESTORE_STALL_LIMIT`]).
+        limit_secs: u64,
         /// How long the restore read.
         waited_secs: u64,
         /// Each partition's position, last stable offset and high watermark.

@@ -359,6 +359,35 @@ pub fn wait_caught_up(config: &Config, limit: Duration) -> Result<Vec<PartitionL
     }
 }
 
+/// The group's committed offsets of `tpl`. While the group's coordinator
+/// moves (a broker failed over) or loads, the answer is "not the
+/// coordinator" or "loading": asked again for up to [`ADMIN_TIMEOUT`], so a
+/// `verify` or `status` during a failover waits instead of failing.
+fn committed_offsets(
+    consumer: &BaseConsumer<QuietContext>,
+    tpl: &rdkafka::TopicPartitionList,
+) -> std::result::Result<rdkafka::TopicPartitionList, KafkaError> {
+    let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
+    loop {
+        match consumer.committed_offsets(tpl.clone(), ADMIN_TIMEOUT) {
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::NotCoordinator
+                            | RDKafkaErrorCode::CoordinatorLoadInProgress
+                            | RDKafkaErrorCode::CoordinatorNotAvailable
+                    )
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            answer => return answer,
+        }
+    }
+}
+
+/// Per input partition, its high watermark and the group's committed offset.
 pub fn group_lag(config: &Config) -> Result<Vec<PartitionLag>> {
     let consumer: BaseConsumer<QuietContext> = base_client_config(config, "auditchain-status")
         .set("group.id", &config.kafka.group_id)
@@ -375,17 +404,15 @@ pub fn group_lag(config: &Config) -> Result<Vec<PartitionLag>> {
     for p in 0..partitions as i32 {
         tpl.add_partition(topic, p);
     }
-    let committed = consumer
-        .committed_offsets(tpl, ADMIN_TIMEOUT)
-        .map_err(|e| {
-            Error::kafka(
-                format!(
-                    "reading the committed offsets of group `{}`",
-                    config.kafka.group_id
-                ),
-                e,
-            )
-        })?;
+    let committed = committed_offsets(&consumer, &tpl).map_err(|e| {
+        Error::kafka(
+            format!(
+                "reading the committed offsets of group `{}`",
+                config.kafka.group_id
+            ),
+            e,
+        )
+    })?;
     let mut out = Vec::with_capacity(partitions);
     for p in 0..partitions as i32 {
         let (_, high) = consumer

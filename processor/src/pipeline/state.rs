@@ -74,12 +74,16 @@ pub const WHOLE_KEY: &str = "w";
 /// Prefix of a tenant chain head's key.
 pub const TENANT_PREFIX: &str = "t/";
 
-/// How long [`restore`] waits for its partitions' ends before it returns
-/// [`Error::RestoreIncomplete`]. A dead owner's open transaction holds the
-/// end back for its `transaction.timeout.ms` plus up to the coordinator's
-/// abort check interval (10 s each by default); this leaves room for a
-/// slow broker without blocking a rebalance callback for long.
-pub const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
+mod progress;
+use progress::Progress;
+
+/// How long a partition's restore reader may stand still before [`restore`]
+/// returns [`Error::RestoreIncomplete`] naming it; a restore that keeps
+/// moving may take as long as its state needs. A dead owner's open
+/// transaction holds the end back for its `transaction.timeout.ms` plus up
+/// to the coordinator's abort check interval (10 s each by default); this
+/// leaves room for a slow broker.
+pub const RESTORE_STALL_LIMIT: Duration = Duration::from_secs(120);
 
 /// How often a restore that waits on an open transaction says so again.
 const WAIT_LOG_INTERVAL: Duration = Duration::from_secs(5);
@@ -327,9 +331,9 @@ struct Wait {
 ///
 /// # Errors
 ///
-/// [`Error::RestoreIncomplete`] when the ends are not reached within
-/// [`RESTORE_TIMEOUT`], typically because a previous owner's transaction is
-/// still open. This is not fatal and says nothing about the producer: the
+/// [`Error::RestoreIncomplete`] when a partition's reader stands still for
+/// [`RESTORE_STALL_LIMIT`] before its end, typically because a previous
+/// owner's transaction is still open. This is not fatal and says nothing about the producer: the
 /// caller must not take the partitions over with a partial state (nothing
 /// of this call's result is returned), and should call `restore` again for
 /// the same partitions after a backoff, doubling it up to a few seconds,
@@ -341,7 +345,6 @@ struct Wait {
 /// use.
 pub fn restore(config: &Config, partitions: &[i32]) -> Result<HashMap<i32, PartitionState>> {
     let started = Instant::now();
-    let deadline = started + RESTORE_TIMEOUT;
     let mut states: HashMap<i32, PartitionState> = partitions
         .iter()
         .map(|p| (*p, PartitionState::default()))
@@ -381,6 +384,7 @@ pub fn restore(config: &Config, partitions: &[i32]) -> Result<HashMap<i32, Parti
     // records past it (a later transaction's, read while another partition
     // or the next position check is still due) are not applied.
     let ends = pending.clone();
+    let mut progress = Progress::new(pending.keys().copied(), RESTORE_STALL_LIMIT, started);
     let mut waiting: HashMap<i32, Wait> = HashMap::new();
     // Records read since the positions were last looked at: looking after
     // every record (a position list built per record) cost ~50 µs a record,
@@ -394,7 +398,7 @@ pub fn restore(config: &Config, partitions: &[i32]) -> Result<HashMap<i32, Parti
                 topic,
                 &mut pending,
                 &mut waiting,
-                deadline,
+                &mut progress,
                 started,
             )? {
                 break;
@@ -446,7 +450,8 @@ pub fn restore(config: &Config, partitions: &[i32]) -> Result<HashMap<i32, Parti
 }
 
 /// Takes every partition whose consumer position has reached its high
-/// watermark off `pending`; whether none is left. Past the deadline it is
+/// watermark off `pending`; whether none is left. A partition whose
+/// position has stood still for [`RESTORE_STALL_LIMIT`] is
 /// [`Error::RestoreIncomplete`]; partitions waiting on an open
 /// transaction say so every `WAIT_LOG_INTERVAL`.
 fn reached_ends(
@@ -454,18 +459,21 @@ fn reached_ends(
     topic: &str,
     pending: &mut BTreeMap<i32, i64>,
     waiting: &mut HashMap<i32, Wait>,
-    deadline: Instant,
+    progress: &mut Progress,
     started: Instant,
 ) -> Result<bool> {
     let positions = consumer
         .position()
         .map_err(|e| Error::kafka(format!("reading the restore position in `{topic}`"), e))?;
+    let now = Instant::now();
     for e in positions.elements_for_topic(topic) {
         let p = e.partition();
+        progress.observe(p, e.offset().to_raw().filter(|o| *o >= 0), now);
         if pending
             .get(&p)
             .is_some_and(|high| reached(e.offset(), *high))
         {
+            progress.done(p);
             if let Some(w) = waiting.remove(&p) {
                 tracing::info!(
                     topic = %topic,
@@ -481,9 +489,13 @@ fn reached_ends(
     if pending.is_empty() {
         return Ok(true);
     }
-    let now = Instant::now();
-    if now >= deadline {
-        return Err(incomplete(consumer, topic, pending, &positions, started));
+    let stalled: BTreeMap<i32, i64> = progress
+        .stalled(now)
+        .into_iter()
+        .filter_map(|(p, _)| Some((p, *pending.get(&p)?)))
+        .collect();
+    if !stalled.is_empty() {
+        return Err(incomplete(consumer, topic, &stalled, &positions, started));
     }
     for (p, w) in waiting.iter_mut() {
         if now.duration_since(w.logged) >= WAIT_LOG_INTERVAL {
@@ -595,6 +607,7 @@ fn incomplete(
     Error::RestoreIncomplete {
         topic: topic.to_string(),
         partitions: pending.keys().copied().collect(),
+        limit_secs: RESTORE_STALL_LIMIT.as_secs(),
         waited_secs: started.elapsed().as_secs(),
         detail,
     }
