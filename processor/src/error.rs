@@ -213,6 +213,30 @@ impl Error {
     }
 }
 
+/// Whether a read or a look-up (watermarks, metadata, committed offsets)
+/// that failed with `err` may simply be asked again: the cluster is failing
+/// over (a broker down, a leader or coordinator moving), which librdkafka
+/// rides out on its own. Callers bound how long they keep asking.
+pub fn is_transient(err: &KafkaError) -> bool {
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::PreferredLeaderNotAvailable
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::BrokerNotAvailable
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+        )
+    )
+}
+
 /// Classifies a librdkafka error for the transactional loop.
 ///
 /// Transaction API errors carry librdkafka's own verdict (`is_fatal`,
@@ -262,6 +286,27 @@ pub fn classify(err: &KafkaError) -> ErrorClass {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failover_is_transient_a_missing_topic_or_a_denied_read_is_not() {
+        for code in [
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::NotLeaderForPartition,
+            RDKafkaErrorCode::NotCoordinator,
+        ] {
+            assert!(is_transient(&KafkaError::MetadataFetch(code)), "{code:?}");
+        }
+        for code in [
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::OffsetOutOfRange,
+        ] {
+            assert!(
+                !is_transient(&KafkaError::MessageConsumption(code)),
+                "{code:?}"
+            );
+        }
+    }
 
     #[test]
     fn fencing_is_fatal_and_queue_full_is_retriable() {

@@ -221,8 +221,7 @@ pub fn partition_count<C: ConsumerContext>(
     topic: &str,
     bootstrap: &str,
 ) -> Result<Option<usize>> {
-    let md = consumer
-        .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
+    let md = asked_again(|| consumer.fetch_metadata(Some(topic), ADMIN_TIMEOUT))
         .map_err(|e| Error::kafka(format!("reading metadata of `{topic}` from {bootstrap}"), e))?;
     let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
         return Ok(None);
@@ -359,27 +358,17 @@ pub fn wait_caught_up(config: &Config, limit: Duration) -> Result<Vec<PartitionL
     }
 }
 
-/// The group's committed offsets of `tpl`. While the group's coordinator
-/// moves (a broker failed over) or loads, the answer is "not the
-/// coordinator" or "loading": asked again for up to [`ADMIN_TIMEOUT`], so a
-/// `verify` or `status` during a failover waits instead of failing.
-fn committed_offsets(
-    consumer: &BaseConsumer<QuietContext>,
-    tpl: &rdkafka::TopicPartitionList,
-) -> std::result::Result<rdkafka::TopicPartitionList, KafkaError> {
+/// `ask`, asked again while it fails with a transient error
+/// ([`crate::error::is_transient`]: a broker failing over, a leader or
+/// coordinator moving) for up to [`ADMIN_TIMEOUT`], so a `verify`, `status`
+/// or restore during a failover waits instead of failing.
+pub fn asked_again<T>(
+    mut ask: impl FnMut() -> std::result::Result<T, KafkaError>,
+) -> std::result::Result<T, KafkaError> {
     let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
     loop {
-        match consumer.committed_offsets(tpl.clone(), ADMIN_TIMEOUT) {
-            Err(e)
-                if matches!(
-                    e.rdkafka_error_code(),
-                    Some(
-                        RDKafkaErrorCode::NotCoordinator
-                            | RDKafkaErrorCode::CoordinatorLoadInProgress
-                            | RDKafkaErrorCode::CoordinatorNotAvailable
-                    )
-                ) && std::time::Instant::now() < deadline =>
-            {
+        match ask() {
+            Err(e) if crate::error::is_transient(&e) && std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(250));
             }
             answer => return answer,
@@ -404,19 +393,19 @@ pub fn group_lag(config: &Config) -> Result<Vec<PartitionLag>> {
     for p in 0..partitions as i32 {
         tpl.add_partition(topic, p);
     }
-    let committed = committed_offsets(&consumer, &tpl).map_err(|e| {
-        Error::kafka(
-            format!(
-                "reading the committed offsets of group `{}`",
-                config.kafka.group_id
-            ),
-            e,
-        )
-    })?;
+    let committed = asked_again(|| consumer.committed_offsets(tpl.clone(), ADMIN_TIMEOUT))
+        .map_err(|e| {
+            Error::kafka(
+                format!(
+                    "reading the committed offsets of group `{}`",
+                    config.kafka.group_id
+                ),
+                e,
+            )
+        })?;
     let mut out = Vec::with_capacity(partitions);
     for p in 0..partitions as i32 {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p, ADMIN_TIMEOUT)
+        let (_, high) = asked_again(|| consumer.fetch_watermarks(topic, p, ADMIN_TIMEOUT))
             .map_err(|e| {
                 Error::kafka(
                     format!("reading the watermarks of `{topic}` partition {p}"),

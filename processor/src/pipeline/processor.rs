@@ -198,29 +198,33 @@ impl Ctx {
                 engine.revoke(partitions);
                 tracing::info!(?partitions, "partitions revoked");
             }
-            Rebalance::Assign(tpl) => {
+            Rebalance::Assign(_) => {
                 self.metrics
                     .rebalances
                     .get_or_create(&KindLabel { kind })
                     .inc();
-                let committed =
-                    match consumer.committed_offsets((*tpl).clone(), COORDINATOR_TIMEOUT) {
-                        Ok(c) => committed_map(&c, &self.input),
-                        Err(e) => {
-                            engine.fatal =
-                                Some(Error::kafka("reading committed offsets on assignment", e));
-                            return;
-                        }
-                    };
                 tracing::info!(
                     ?partitions,
                     "partitions assigned; restoring their chain state"
                 );
-                engine.assign(partitions, &committed);
+                engine.assign(partitions);
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
     }
+}
+
+/// The group's committed offsets of input `partitions` (those it has).
+fn group_offsets(consumer: &BaseConsumer<Ctx>, partitions: &[i32]) -> Result<HashMap<i32, i64>> {
+    let input = &consumer.context().input;
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition(input, *p);
+    }
+    let committed =
+        crate::kafka::asked_again(|| consumer.committed_offsets(tpl.clone(), COORDINATOR_TIMEOUT))
+            .map_err(|e| Error::kafka("reading the committed offsets of assigned partitions", e))?;
+    Ok(committed_map(&committed, input))
 }
 
 fn committed_map(tpl: &TopicPartitionList, topic: &str) -> HashMap<i32, i64> {
@@ -689,7 +693,13 @@ fn prepare(consumer: &BaseConsumer<Ctx>, engine: &Arc<Mutex<Engine>>) -> Result<
     }
     if eng.restore_due() {
         commit_or_abort(consumer, &mut eng, CommitCause::Assign)?;
-        eng.restore_pending()?;
+        // Read with no transaction of ours open: under read_committed the
+        // broker holds the answer back while offsets of a transaction are
+        // pending (a previous owner's), up to the timeout; in the
+        // assignment callback that wait could outlast the transaction this
+        // instance had open for its other partitions, and have it aborted.
+        let committed = group_offsets(consumer, &eng.unrestored())?;
+        eng.restore_pending(&committed)?;
     }
     let rewinds = eng.take_rewinds();
     drop(eng);

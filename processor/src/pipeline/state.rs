@@ -443,6 +443,11 @@ pub fn restore(config: &Config, partitions: &[i32]) -> Result<HashMap<i32, Parti
                     }
                 }
             }
+            // A broker failing over: librdkafka fetches again on its own;
+            // the restore stays bounded by its progress.
+            Some(Err(e)) if crate::error::is_transient(&e) => {
+                unchecked = POSITION_CHECK_RECORDS;
+            }
             Some(Err(e)) => return Err(Error::kafka(format!("restoring from `{topic}`"), e)),
         }
     }
@@ -546,8 +551,7 @@ fn watermarks_as(
     partitions
         .iter()
         .map(|p| {
-            client
-                .fetch_watermarks(topic, *p, ADMIN_TIMEOUT)
+            crate::kafka::asked_again(|| client.fetch_watermarks(topic, *p, ADMIN_TIMEOUT))
                 .map(|ends| (*p, ends))
                 .map_err(|e| {
                     Error::kafka(

@@ -12,7 +12,7 @@
 //! dropped, and every owned partition is marked to be rewound to its
 //! committed next offset before any of its records is processed again.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -153,9 +153,8 @@ pub struct Engine {
     /// committed (after an abort, or a restore): their records are ignored
     /// until the loop has sought them back.
     rewind: BTreeSet<i32>,
-    /// Assigned partitions waiting for their restore, with the group's
-    /// committed offset of each.
-    unrestored: BTreeMap<i32, Option<i64>>,
+    /// Assigned partitions waiting for their restore.
+    unrestored: BTreeSet<i32>,
     restore_backoff: Duration,
     restore_not_before: Option<Instant>,
     /// The span context of the assignment a pending restore belongs to.
@@ -257,7 +256,7 @@ impl Engine {
             owned: HashMap::new(),
             txn: None,
             rewind: BTreeSet::new(),
-            unrestored: BTreeMap::new(),
+            unrestored: BTreeSet::new(),
             restore_backoff: Duration::from_millis(500),
             restore_not_before: None,
             restore_parent: None,
@@ -304,18 +303,23 @@ impl Engine {
 
     /// Takes `partitions` (from an assignment callback): they are restored
     /// from the loop, outside any transaction, before a record of theirs is
-    /// processed. `committed` gives the group's committed offsets.
-    pub fn assign(&mut self, partitions: &[i32], committed: &HashMap<i32, i64>) {
+    /// processed.
+    pub fn assign(&mut self, partitions: &[i32]) {
         self.assignment_epoch += 1;
         for p in partitions {
             self.owned.remove(p);
             self.rewind.remove(p);
-            self.unrestored.insert(*p, committed.get(p).copied());
+            self.unrestored.insert(*p);
         }
         self.restore_not_before = None;
         self.restore_backoff = Duration::from_millis(500);
         self.restore_parent = self.traces.current();
         self.metrics.set_restoring(!self.unrestored.is_empty());
+    }
+
+    /// The assigned partitions waiting for their restore.
+    pub fn unrestored(&self) -> Vec<i32> {
+        self.unrestored.iter().copied().collect()
     }
 
     /// Whether partitions wait for a restore that may be attempted now.
@@ -326,15 +330,20 @@ impl Engine {
     /// Restores every partition waiting for it. Call with no transaction
     /// open. A failure that a later attempt may not meet (a broker or the
     /// state topic not answering in time) is logged and retried with
-    /// backoff; state that cannot be read is an error.
-    pub fn restore_pending(&mut self) -> Result<()> {
+    /// backoff; state that cannot be read is an error. `group_offsets` are
+    /// the group's committed offsets of [`Engine::unrestored`], read with no
+    /// transaction open.
+    pub fn restore_pending(&mut self, group_offsets: &HashMap<i32, i64>) -> Result<()> {
         if self.txn.is_some() || self.sink.is_open() {
             return Err(Error::State(
                 "restore attempted inside a transaction".into(),
             ));
         }
-        let pending: Vec<(i32, Option<i64>)> =
-            self.unrestored.iter().map(|(p, o)| (*p, *o)).collect();
+        let pending: Vec<(i32, Option<i64>)> = self
+            .unrestored
+            .iter()
+            .map(|p| (*p, group_offsets.get(p).copied()))
+            .collect();
         let partitions: Vec<i32> = pending.iter().map(|(p, _)| *p).collect();
         let started = Instant::now();
         let span = self.traces.enter_under(
@@ -393,10 +402,14 @@ impl Engine {
                 .block_on(crate::kafka::ensure_output_partitions(&self.config, needed))?;
             if !grown.is_empty() {
                 tracing::info!(topics = ?grown, partitions = needed, "the input topic grew: output topics grown to match");
-                let t = &self.config.topics;
-                self.sink
-                    .refresh_metadata(&[&t.chained, &t.quarantine, &t.anchors, &t.state])?;
             }
+            // Whether this instance grew them or another one did: until the
+            // producer's metadata has the new partitions, every send to one
+            // fails (UNKNOWN_PARTITION: abort, rewind, back off) until
+            // librdkafka's own refresh, 5 minutes by default.
+            let t = &self.config.topics;
+            self.sink
+                .refresh_metadata(&[&t.chained, &t.quarantine, &t.anchors, &t.state])?;
             self.output_partitions = needed;
         }
         let restored = state::restore(&self.config, &partitions)?;

@@ -167,6 +167,9 @@ impl PartitionReader {
                     return Ok(None);
                 }
                 None | Some(Err(KafkaError::PartitionEOF(_))) => {}
+                // A broker failing over: librdkafka fetches again on its
+                // own; the stall limit below still bounds the wait.
+                Some(Err(e)) if crate::error::is_transient(&e) => {}
                 Some(Err(e)) => return Err(Error::kafka(format!("reading `{}`", self.topic), e)),
             }
             let position = consumer.position().map_err(|e| {
