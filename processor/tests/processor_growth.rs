@@ -87,7 +87,11 @@ async fn growing_the_input_under_two_instances_stalls_neither() {
     let (_, report) = tokio::task::block_in_place(|| fx.verify());
     common::assert_verified(&report);
     assert_eq!(report.chains.values().sum::<u64>(), 1000);
-    let partitions: std::collections::BTreeSet<u32> =
-        report.chains.keys().map(|(_, _, p)| *p).collect();
-    assert_eq!(partitions.len(), 6, "{:?}", report.chains);
+    let grown: u64 = report
+        .chains
+        .iter()
+        .filter(|((_, _, p), _)| *p >= 2)
+        .map(|(_, n)| n)
+        .sum();
+    assert!(grown > 0, "no record on a new partition: {:?}", report.chains);
 }
