@@ -93,5 +93,9 @@ async fn growing_the_input_under_two_instances_stalls_neither() {
         .filter(|((_, _, p), _)| *p >= 2)
         .map(|(_, n)| n)
         .sum();
-    assert!(grown > 0, "no record on a new partition: {:?}", report.chains);
+    assert!(
+        grown > 0,
+        "no record on a new partition: {:?}",
+        report.chains
+    );
 }
