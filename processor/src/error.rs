@@ -223,6 +223,9 @@ pub fn is_transient(err: &KafkaError) -> bool {
         Some(
             RDKafkaErrorCode::BrokerTransportFailure
                 | RDKafkaErrorCode::AllBrokersDown
+                // A broker restarted: librdkafka retired the handle a
+                // request was queued on.
+                | RDKafkaErrorCode::DestroyBroker
                 | RDKafkaErrorCode::OperationTimedOut
                 | RDKafkaErrorCode::LeaderNotAvailable
                 | RDKafkaErrorCode::NotLeaderForPartition

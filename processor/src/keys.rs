@@ -259,12 +259,15 @@ impl KeySet {
 
 /// A key set that follows its file: a background thread re-reads the file
 /// when its modification time or size changes. A file that stops parsing is
-/// reported and the last good set stays in force.
+/// reported, the last good set stays in force, and [`WatchedKeySet::stale`]
+/// says so until the file loads again: until then a key revoked in the file
+/// is still accepted.
 #[derive(Debug)]
 pub struct WatchedKeySet {
     current: Arc<RwLock<Arc<KeySet>>>,
     reloads: Arc<AtomicU64>,
     failures: Arc<AtomicU64>,
+    stale: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
 
@@ -281,11 +284,13 @@ impl WatchedKeySet {
         let current = Arc::new(RwLock::new(Arc::new(initial)));
         let reloads = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(AtomicU64::new(0));
+        let stale = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let watched = WatchedKeySet {
             current: Arc::clone(&current),
             reloads: Arc::clone(&reloads),
             failures: Arc::clone(&failures),
+            stale: Arc::clone(&stale),
             stop: Arc::clone(&stop),
         };
         let path = path.to_path_buf();
@@ -307,11 +312,13 @@ impl WatchedKeySet {
                                 *guard = Arc::new(set);
                             }
                             reloads.fetch_add(1, Ordering::Relaxed);
+                            stale.store(false, Ordering::Relaxed);
                             tracing::info!(path = %path.display(), keys = n, "producer key set reloaded");
                         }
                         Err(e) => {
                             failures.fetch_add(1, Ordering::Relaxed);
-                            tracing::error!(error = %e, "producer key set reload failed; keeping the previous set");
+                            stale.store(true, Ordering::Relaxed);
+                            tracing::error!(error = %e, "producer key set reload failed; keeping the previous set: a key revoked in the file is still accepted until it loads (auditchain_keyset_stale)");
                         }
                     }
                 }
@@ -336,6 +343,12 @@ impl WatchedKeySet {
     /// Failed reloads since start.
     pub fn reload_failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Whether the file changed and did not load: the set in force is older
+    /// than the file.
+    pub fn stale(&self) -> bool {
+        self.stale.load(Ordering::Relaxed)
     }
 }
 
@@ -411,6 +424,42 @@ mod tests {
         let kb = set.get("b").expect("b");
         assert!(!kb.allows("acme"));
         assert_eq!(set.active().count(), 1);
+    }
+
+    /// Waits (bounded) until `done` holds: the watcher runs on its own thread.
+    fn eventually(what: &str, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_key_set_file_that_stops_loading_is_stale_until_it_loads_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keys.toml");
+        let a = hex::encode(SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes());
+        let good = |revoked: bool| {
+            format!("[[keys]]\nkey_id = \"a\"\npublic_key = \"{a}\"\nrevoked = {revoked}\n")
+        };
+        fs::write(&path, good(false)).expect("write");
+        let watched = WatchedKeySet::start(&path, Duration::from_millis(20)).expect("start");
+        assert!(!watched.stale());
+        // The operator revokes the key but breaks the file doing it.
+        fs::write(&path, format!("{}[[keys]]\nkey_id = \"b\"\n", good(true))).expect("write");
+        eventually("the broken file was not noticed", || {
+            watched.reload_failures() == 1
+        });
+        assert!(watched.stale());
+        assert!(
+            !watched.current().get("a").expect("a").revoked,
+            "old set in force"
+        );
+        fs::write(&path, good(true)).expect("write");
+        eventually("the mended file was not loaded", || watched.reloads() == 1);
+        assert!(!watched.stale());
+        assert!(watched.current().get("a").expect("a").revoked);
     }
 
     #[test]

@@ -118,6 +118,8 @@ pub struct Metrics {
     pub assigned_partitions: Gauge,
     /// Producer key set reloads by result.
     pub keyset_reloads: Family<ResultLabel, Counter>,
+    /// 1 while the key-set file changed and did not load.
+    pub keyset_stale: Gauge,
     /// Group lag per input partition, records.
     pub lag_records: Family<PartitionLabel, Gauge>,
     /// Age of the oldest unprocessed record per input partition, seconds.
@@ -174,6 +176,7 @@ impl Metrics {
         let tenants = Gauge::default();
         let assigned_partitions = Gauge::default();
         let keyset_reloads = Family::<ResultLabel, Counter>::default();
+        let keyset_stale = Gauge::default();
         let lag_records = Family::<PartitionLabel, Gauge>::default();
         let lag_seconds = Family::<PartitionLabel, Gauge<f64, AtomicU64>>::default();
         let tenants_on_several_partitions = Counter::default();
@@ -240,6 +243,11 @@ impl Metrics {
             "auditchain_keyset_reloads",
             "Producer key set reloads by result",
             keyset_reloads.clone(),
+        );
+        registry.register(
+            "auditchain_keyset_stale",
+            "1 while the producer key-set file changed and does not load: the set in force is older than the file, so a key revoked in it is still accepted",
+            keyset_stale.clone(),
         );
         registry.register(
             "auditchain_consumer_lag_records",
@@ -314,6 +322,7 @@ impl Metrics {
             tenants,
             assigned_partitions,
             keyset_reloads,
+            keyset_stale,
             lag_records,
             lag_seconds,
             tenants_on_several_partitions,

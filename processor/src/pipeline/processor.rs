@@ -937,6 +937,7 @@ fn set_paused(
 }
 
 fn report_reloads(keys: &WatchedKeySet, metrics: &Metrics) {
+    metrics.keyset_stale.set(i64::from(keys.stale()));
     for (result, total) in [("ok", keys.reloads()), ("failed", keys.reload_failures())] {
         let counter = metrics
             .keyset_reloads
