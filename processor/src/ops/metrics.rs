@@ -746,6 +746,9 @@ mod tests {
             .keyset_reloads
             .get_or_create(&ResultLabel { result: "ok" });
         let _ = m
+            .state_rebuilds
+            .get_or_create(&ReasonLabel { reason: "missing" });
+        let _ = m
             .lag_records
             .get_or_create(&PartitionLabel { partition: 0 });
         let _ = m
