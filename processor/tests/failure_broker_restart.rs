@@ -66,6 +66,14 @@ async fn broker_restart_mid_stream() {
         }
         target = fx.committed_total() + 300;
     }
+    fx.wait_for(
+        "progress after the broker is back",
+        || child.assert_alive(),
+        |l| common::progressed(l, target),
+        Duration::from_secs(180),
+    )
+    .await;
+    fx.assert_verifies_live("after the broker restart");
 
     let sent = stream.await.expect("producer task");
     fx.wait_all_committed(

@@ -52,6 +52,7 @@ async fn scale_one_to_three_to_one() {
         Duration::from_secs(120),
     )
     .await;
+    fx.assert_verifies_live("three instances writing");
     b.stop();
     c.stop();
 

@@ -70,6 +70,7 @@ async fn a_frozen_instance_cannot_write_after_it_wakes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    fx.assert_verifies_live("after the zombie's commit was refused");
     let sent = stream.await.expect("producer task");
     fx.wait_for(
         "catch-up after the zombie woke",

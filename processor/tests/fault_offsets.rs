@@ -75,3 +75,69 @@ async fn expired_group_offsets_do_not_replay_the_input() {
     common::assert_verified(&report);
     assert_eq!(trail.chained.len(), 400);
 }
+
+/// An upstream that publishes in transactions leaves offsets that hold no
+/// record (its commit and abort markers, the records of an aborted
+/// transaction). Where a partition ends in them, no record's offset covers
+/// them: the processor commits its position past them in a transaction of
+/// its own, or the group's lag never reaches 0. The planned (retriable)
+/// fault on that commit shows the path ran; the lag shows it committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn offsets_past_an_aborted_upstream_transaction_are_committed() {
+    use auditchain::faults::{CommitCause, FaultPoint, Faults};
+    use rdkafka::producer::{BaseRecord, Producer};
+
+    let fx = common::Fixture::new(2, false).await;
+    fx.produce(&fx.spec(200, 6, 0)).await;
+    let upstream: rdkafka::producer::ThreadedProducer<_> = common::client_config()
+        .set("transactional.id", common::random_transactional_id())
+        .create()
+        .expect("upstream transactional producer");
+    let t = Duration::from_secs(30);
+    upstream.init_transactions(t).expect("init_transactions");
+    upstream.begin_transaction().expect("begin");
+    for partition in 0..2 {
+        upstream
+            .send(
+                BaseRecord::to(&fx.config("upstream").topics.input)
+                    .partition(partition)
+                    .key("tenant-aborted")
+                    .payload("never committed"),
+            )
+            .map_err(|(e, _)| e)
+            .expect("send");
+    }
+    // Flushed first: an abort purges what is still queued.
+    upstream.flush(t).expect("flush");
+    upstream.abort_transaction(t).expect("abort");
+    // Each partition now ends in an aborted record and the abort marker.
+    let highs: i64 = tokio::task::block_in_place(|| fx.lag())
+        .values()
+        .map(|(high, _)| high)
+        .sum();
+    assert_eq!(highs, 200 + 2 * 2);
+    let faults = Arc::new(Faults::new());
+    faults.fail(
+        FaultPoint::Commit,
+        Some(CommitCause::Markers),
+        RDKafkaErrorCode::CoordinatorNotAvailable,
+        1,
+    );
+    let metrics = Metrics::new();
+    let running = fx.start_with("markers-1", common::fault_options(&faults, &metrics));
+    fx.wait_caught_up(&[&running], Duration::from_secs(120))
+        .await;
+    let summary = running.stop();
+    let fired: Vec<_> = faults
+        .fired()
+        .into_iter()
+        .filter(|f| f.cause == Some(CommitCause::Markers))
+        .collect();
+    assert_eq!(fired.len(), 1, "no commit past the markers was made");
+    assert_eq!(summary.stats.chained, 200);
+    assert_eq!(summary.stats.aborts, 0);
+
+    let (_, report) = tokio::task::block_in_place(|| fx.verify());
+    common::assert_verified(&report);
+    assert_eq!(report.input_records, Some(200));
+}

@@ -77,6 +77,12 @@ async fn replay_after_the_missing_key_is_added() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    fx.wait_all_committed(
+        "lag 0 past the replay's commit markers",
+        || child.assert_alive(),
+        Duration::from_secs(120),
+    )
+    .await;
     child.stop();
 
     let (trail, report) = tokio::task::block_in_place(|| fx.verify());

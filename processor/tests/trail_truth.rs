@@ -5,28 +5,10 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use auditchain::records::ChainedRecord;
-use auditchain::verify::{Kind, Options, Report};
-
-/// The streaming `verify` the CLI runs, over the whole trail and the input.
-fn verify_live(fx: &common::Fixture) -> Report {
-    let config = fx.config("verifier");
-    let keys = auditchain::keys::KeySet::load(&fx.path("producers.toml")).expect("keys");
-    let processor_key =
-        auditchain::keys::load_verifying_key(&fx.path("processor-1.pub")).expect("pub");
-    let processor_keys = HashMap::from([("processor-1".to_string(), processor_key)]);
-    let options = Options {
-        check_input: true,
-        ..Options::default()
-    };
-    tokio::task::block_in_place(|| {
-        auditchain::verify::verify(&config, &keys, &processor_keys, &options, |_, _| {})
-    })
-    .expect("verify runs")
-}
+use auditchain::verify::Kind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_trail_being_written_verifies_and_an_appended_forgery_still_fails() {
@@ -42,7 +24,7 @@ async fn a_trail_being_written_verifies_and_an_appended_forgery_still_fails() {
     let (mut runs, mut live) = (0, 0);
     while !stream.is_finished() || runs < 3 {
         let before = fx.committed_total();
-        let report = verify_live(&fx);
+        let report = fx.verify_streaming();
         common::assert_verified(&report);
         runs += 1;
         if fx.committed_total() > before {
@@ -74,7 +56,7 @@ async fn a_trail_being_written_verifies_and_an_appended_forgery_still_fails() {
         &forged.encode(1).expect("encodes"),
     )
     .await;
-    let report = verify_live(&fx);
+    let report = fx.verify_streaming();
     let forgery = |p: &auditchain::verify::Problem| match p.kind {
         // The last record before the cut: no anchor covers it.
         Kind::Uncovered => p.place == format!("{}/0@{}", config.topics.input, forged.source_offset),
@@ -96,7 +78,7 @@ async fn a_trail_being_written_verifies_and_an_appended_forgery_still_fails() {
     running.stop();
     // Once the processor is idle the forgery is still found, and all the
     // input is in the trail once.
-    let report = verify_live(&fx);
+    let report = fx.verify_streaming();
     assert!(
         report.problems.iter().any(forgery),
         "{:#?}",
@@ -270,7 +252,7 @@ async fn a_lost_state_topic_is_rebuilt_from_the_trail_and_no_chain_restarts() {
     let text = process_more(&fx, 300).await;
 
     // Every chain continued: no seq repeated, nothing lost or duplicated.
-    let report = verify_live(&fx);
+    let report = fx.verify_streaming();
     common::assert_verified(&report);
     assert_eq!(report.input_records, Some(600));
     let longest = report.chains.values().max().copied().unwrap_or(0);
@@ -293,7 +275,7 @@ async fn a_lost_state_topic_is_rebuilt_from_the_trail_and_no_chain_restarts() {
         !text.contains("auditchain_state_rebuilds_total{"),
         "restored state matched the trail: {text}"
     );
-    let report = verify_live(&fx);
+    let report = fx.verify_streaming();
     common::assert_verified(&report);
     assert_eq!(report.input_records, Some(700));
 }
@@ -334,7 +316,7 @@ async fn a_state_topic_made_again_under_a_running_processor_is_rebuilt_once() {
     // No whole write of the heads in the new topic: rebuilt from the
     // trail, and the first tenants' chains continue.
     let text = process_more(&fx, 100).await;
-    let report = verify_live(&fx);
+    let report = fx.verify_streaming();
     common::assert_verified(&report);
     assert_eq!(report.input_records, Some(500));
     let rebuilt = common::metric(
@@ -351,7 +333,7 @@ async fn a_state_topic_made_again_under_a_running_processor_is_rebuilt_once() {
         !text.contains("auditchain_state_rebuilds_total{"),
         "restored state matched the trail: {text}"
     );
-    let report = verify_live(&fx);
+    let report = fx.verify_streaming();
     common::assert_verified(&report);
     assert_eq!(report.input_records, Some(600));
 }

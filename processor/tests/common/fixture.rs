@@ -462,17 +462,63 @@ impl Fixture {
         })
     }
 
-    /// Reads the trail and checks it against the committed input.
+    /// Reads the trail and checks it against the committed input, twice:
+    /// in memory (which hands the test the trail to look at) and with the
+    /// streaming `verify` the CLI runs. The two must agree.
     pub fn verify(&self) -> (auditchain::verify::Trail, auditchain::verify::Report) {
         let config = self.config("verifier");
         let trail = auditchain::verify::read_trail(&config).expect("read trail");
         let input = auditchain::verify::read_input_coords(&config).expect("read input");
         let keys = auditchain::keys::KeySet::load(&self.path("producers.toml")).expect("keys");
+        let processor_keys = self.processor_keys();
+        let report = auditchain::verify::check(&trail, &keys, &processor_keys, Some(&input));
+        let streamed = self.verify_streaming();
+        assert!(
+            streamed.ok() == report.ok() && streamed.input_records == report.input_records,
+            "the streaming verify disagrees with the in-memory check:\n\
+             streaming: ok {} input {:?} problems {:#?}\nin memory: ok {} input {:?} problems {:#?}",
+            streamed.ok(),
+            streamed.input_records,
+            &streamed.problems[..streamed.problems.len().min(10)],
+            report.ok(),
+            report.input_records,
+            &report.problems[..report.problems.len().min(10)],
+        );
+        (trail, report)
+    }
+
+    /// The streaming `verify` the CLI runs, over the whole trail and the
+    /// input; safe to run while processors write the trail.
+    pub fn verify_streaming(&self) -> auditchain::verify::Report {
+        let config = self.config("verifier");
+        let keys = auditchain::keys::KeySet::load(&self.path("producers.toml")).expect("keys");
+        let options = auditchain::verify::Options {
+            check_input: true,
+            ..auditchain::verify::Options::default()
+        };
+        let processor_keys = self.processor_keys();
+        tokio::task::block_in_place(|| {
+            auditchain::verify::verify(&config, &keys, &processor_keys, &options, |_, _| {})
+        })
+        .expect("verify runs")
+    }
+
+    /// Runs the streaming `verify` while the trail is being written and
+    /// asserts it found nothing wrong: a live trail verifies (DESIGN.md §3).
+    pub fn assert_verifies_live(&self, when: &str) {
+        let report = self.verify_streaming();
+        assert!(
+            report.ok(),
+            "{when}: verify of the live trail failed with {} problems, first: {:#?}",
+            report.problems.len(),
+            &report.problems[..report.problems.len().min(10)]
+        );
+    }
+
+    fn processor_keys(&self) -> HashMap<String, ed25519_dalek::VerifyingKey> {
         let processor_key =
             auditchain::keys::load_verifying_key(&self.path("processor-1.pub")).expect("pub");
-        let processor_keys = HashMap::from([("processor-1".to_string(), processor_key)]);
-        let report = auditchain::verify::check(&trail, &keys, &processor_keys, Some(&input));
-        (trail, report)
+        HashMap::from([("processor-1".to_string(), processor_key)])
     }
 }
 
